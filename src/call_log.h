@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * call_log.h
+ *	  One ai_call_log row per HTTP attempt.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AIR_CALL_LOG_H
+#define AIR_CALL_LOG_H
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+#include "policy.h"
+
+/* Everything recorded about one HTTP attempt. */
+typedef struct CallAttempt
+{
+	pg_uuid_t	call_id;		/* shared by every attempt of a call */
+	int			attempt;		/* 1..n within the call */
+	int			route_index;	/* 0-based position in the route order */
+	int			route_attempt;	/* 1..n on this route */
+	TimestampTz started_at;
+	double		latency_ms;
+	const char *model;
+	const char *endpoint;		/* base URL, credentials removed */
+	int			http_status;	/* 0: no response */
+	AttemptClass error_class;
+	const char *error;			/* short, redacted; NULL on success */
+	bool		streaming;
+	int			retry_after_ms; /* -1: none asked */
+	int			backoff_ms;		/* wait before the next attempt; -1: none */
+	AttemptOutcome outcome;
+	const char *request_id;		/* the gateway's x-request-id */
+	const char *model_returned;
+	const char *finish_reason;
+	int			prompt_tokens;	/* -1: unknown */
+	int			completion_tokens;	/* -1: unknown */
+	bool		new_connection; /* a connection was opened for it */
+	const char *role_name;		/* who ran the call */
+	const char *prompt;			/* only with ai_resilience.log_prompts */
+} CallAttempt;
+
+extern void calllog_append(const CallAttempt *attempt);
+
+#endif							/* AIR_CALL_LOG_H */

@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *	  The ai_resilience.* settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AIR_GUC_H
+#define AIR_GUC_H
+
+#include "nodes/pg_list.h"
+
+extern char *air_endpoints;
+extern char *air_api_key;
+extern char *air_models;
+extern int	air_max_retries;
+extern int	air_backoff_base_ms;
+extern int	air_backoff_max_ms;
+extern int	air_retry_after_max_ms;
+extern int	air_connect_timeout_ms;
+extern int	air_request_timeout_ms;
+extern int	air_deadline_ms;
+extern int	air_max_prompt_bytes;
+extern int	air_max_response_bytes;
+extern bool air_log_prompts;
+
+extern void air_define_gucs(void);
+extern List *air_split_list(const char *name, const char *raw);
+
+#endif							/* AIR_GUC_H */

@@ -1,0 +1,63 @@
+/* pg_ai_resilience install script; the version is in pg_ai_resilience.control */
+
+\echo Use "CREATE EXTENSION pg_ai_resilience" to load this file. \quit
+
+CREATE SEQUENCE ai_call_log_id_seq;
+
+-- One row per HTTP attempt.
+CREATE TABLE ai_call_log (
+    id                bigint PRIMARY KEY DEFAULT nextval('ai_call_log_id_seq'),
+    call_id           uuid NOT NULL,
+    attempt           integer NOT NULL,
+    route_index       integer NOT NULL,
+    route_attempt     integer NOT NULL,
+    started_at        timestamptz NOT NULL,
+    latency_ms        double precision,
+    model             text NOT NULL,
+    endpoint          text NOT NULL,
+    code              integer,
+    error_class       text,
+    error             text,
+    streaming         boolean NOT NULL DEFAULT false,
+    retry_after_ms    integer,
+    backoff_ms        integer,
+    outcome           text NOT NULL,
+    request_id        text,
+    model_returned    text,
+    finish_reason     text,
+    prompt_tokens     integer,
+    completion_tokens integer,
+    new_connection    boolean,
+    role_name         name NOT NULL,
+    backend_pid       integer NOT NULL,
+    prompt            text
+);
+ALTER SEQUENCE ai_call_log_id_seq OWNED BY ai_call_log.id;
+
+CREATE INDEX ai_call_log_started_at_idx ON ai_call_log (started_at);
+CREATE INDEX ai_call_log_call_id_idx ON ai_call_log (call_id);
+CREATE INDEX ai_call_log_route_idx ON ai_call_log (model, endpoint, started_at);
+
+COMMENT ON TABLE ai_call_log IS 'One row per HTTP attempt made by pg_ai_resilience';
+
+-- pg_dump keeps the log and the sequence's position.
+SELECT pg_catalog.pg_extension_config_dump('ai_call_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ai_call_log_id_seq', '');
+
+-- Readers are granted by the administrator; rows are written by the
+-- extension as the table's owner, so callers need no privilege on it.
+REVOKE ALL ON ai_call_log FROM PUBLIC;
+
+CREATE FUNCTION ai_chat(
+    prompt        text,
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'raise')
+RETURNS text
+AS 'MODULE_PATHNAME', 'ai_chat'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text) IS
+    'Send one prompt to the first route that answers, with retries and fallback; every attempt is logged in ai_call_log';

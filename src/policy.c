@@ -1,0 +1,395 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *	  Pure retry and fallback decisions.
+ *
+ * One rule holds it together: a retry goes to the same route and only after
+ * a transient error; a fallback goes to the next route after any error.  The
+ * defaults follow the OpenAI SDKs (2 retries, backoff 0.5 s doubling to 8 s
+ * with up to 25 % jitter, Retry-After honoured up to a cap) and LiteLLM
+ * (client errors are never retried on the same route; a billing 429 is not a
+ * rate limit).
+ *
+ * This file deliberately includes no PostgreSQL or libcurl header: it is
+ * compiled into the extension and, unchanged, into test/unit/test_policy.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "policy.h"
+
+static bool text_contains_nocase(const char *haystack, const char *needle);
+static bool is_billing_code(const char *code);
+static int64_t parse_http_date(const char *text);
+
+/* Names stored in ai_call_log.error_class, indexed by AttemptClass. */
+static const char *const class_names[] = {
+	[CLASS_SUCCESS] = NULL,
+	[CLASS_CONNECT] = "connect",
+	[CLASS_TIMEOUT] = "timeout",
+	[CLASS_RESET] = "reset",
+	[CLASS_TRANSPORT] = "transport",
+	[CLASS_HTTP_5XX] = "http_5xx",
+	[CLASS_RATE_LIMITED] = "rate_limited",
+	[CLASS_QUOTA] = "quota",
+	[CLASS_AUTH] = "auth",
+	[CLASS_BAD_REQUEST] = "bad_request",
+	[CLASS_NOT_FOUND] = "not_found",
+	[CLASS_CONTEXT_LENGTH] = "context_length",
+	[CLASS_CONTENT_POLICY] = "content_policy",
+	[CLASS_HTTP_4XX] = "http_4xx",
+	[CLASS_BAD_RESPONSE] = "bad_response",
+	[CLASS_DEADLINE] = "deadline",
+	[CLASS_CANCELLED] = "cancelled",
+};
+
+/* Names stored in ai_call_log.outcome, indexed by AttemptOutcome. */
+static const char *const outcome_names[] = {
+	[OUTCOME_SUCCESS] = "success",
+	[OUTCOME_RETRY] = "retry",
+	[OUTCOME_FALLBACK] = "fallback",
+	[OUTCOME_FAILED] = "failed",
+};
+
+/*
+ * Classify a finished attempt, and say whether the same route may be tried
+ * again.  An x-should-retry header from the server overrides the status rule
+ * both ways, as in the OpenAI SDKs.
+ */
+AttemptClass
+policy_classify(const AttemptFacts *facts, bool *retryable)
+{
+	AttemptClass cls;
+	int			status = facts->http_status;
+
+	*retryable = false;
+
+	switch (facts->transport)
+	{
+		case TRANSPORT_OK:
+			break;
+		case TRANSPORT_CONNECT:
+		case TRANSPORT_CONNECT_TIMEOUT:
+			*retryable = true;
+			return CLASS_CONNECT;
+		case TRANSPORT_TIMEOUT:
+			/* a timeout imposed by the deadline leaves no time to retry */
+			if (facts->cut_by_deadline)
+				return CLASS_DEADLINE;
+			*retryable = true;
+			return CLASS_TIMEOUT;
+		case TRANSPORT_RESET:
+			*retryable = true;
+			return CLASS_RESET;
+		case TRANSPORT_TOO_LARGE:
+			/* the same request would bring the same oversized answer */
+			return CLASS_BAD_RESPONSE;
+		case TRANSPORT_OTHER:
+			*retryable = true;
+			return CLASS_TRANSPORT;
+	}
+
+	if (status >= 200 && status < 300)
+	{
+		if (facts->answer_ok)
+			return CLASS_SUCCESS;
+		/* malformed or empty: a broken upstream, worth another try */
+		cls = CLASS_BAD_RESPONSE;
+		*retryable = true;
+	}
+	else if (status == 408 || status == 504 || status == 524)
+	{
+		/* 524: Cloudflare got no response byte from the origin in 100 s */
+		cls = CLASS_TIMEOUT;
+		*retryable = true;
+	}
+	else if (status == 429)
+	{
+		if (is_billing_code(facts->error_code) ||
+			is_billing_code(facts->error_type))
+			cls = CLASS_QUOTA;
+		else
+		{
+			cls = CLASS_RATE_LIMITED;
+			*retryable = true;
+		}
+	}
+	else if (status >= 500)
+	{
+		cls = CLASS_HTTP_5XX;
+		*retryable = true;
+	}
+	else if (status == 401 || status == 403)
+		cls = CLASS_AUTH;
+	else if (status == 402)
+		cls = CLASS_QUOTA;
+	else if (status == 404)
+		cls = CLASS_NOT_FOUND;
+	else if (status == 409)
+	{
+		/* a conflict (e.g. a lock upstream) clears by itself */
+		cls = CLASS_HTTP_4XX;
+		*retryable = true;
+	}
+	else if (status == 400 || status == 413 || status == 422)
+	{
+		if ((facts->error_code &&
+			 strcmp(facts->error_code, "context_length_exceeded") == 0) ||
+			text_contains_nocase(facts->error_message, "context length") ||
+			text_contains_nocase(facts->error_message, "prompt is too long"))
+			cls = CLASS_CONTEXT_LENGTH;
+		else if (facts->error_code &&
+				 (strcmp(facts->error_code, "content_policy_violation") == 0 ||
+				  strcmp(facts->error_code, "content_filter") == 0))
+			cls = CLASS_CONTENT_POLICY;
+		else
+			cls = CLASS_BAD_REQUEST;
+	}
+	else if (status >= 400)
+		cls = CLASS_HTTP_4XX;
+	else
+	{
+		/* 1xx final, 3xx: nothing we can use; redirects are not followed */
+		cls = CLASS_BAD_RESPONSE;
+	}
+
+	if (facts->should_retry)
+	{
+		if (strcmp(facts->should_retry, "true") == 0)
+			*retryable = true;
+		else if (strcmp(facts->should_retry, "false") == 0)
+			*retryable = false;
+	}
+	return cls;
+}
+
+/*
+ * Backoff before retry number retries_taken + 1 on a route:
+ * min(base * 2^retries_taken, max), reduced by up to 25 % of jitter.
+ * random_fraction is uniform in [0, 1).
+ */
+int
+policy_backoff_ms(const RetrySettings *settings, int retries_taken,
+				  double random_fraction)
+{
+	double		wait = settings->backoff_base_ms;
+	int			i;
+
+	for (i = 0; i < retries_taken && wait < settings->backoff_max_ms; i++)
+		wait *= 2;
+	if (wait > settings->backoff_max_ms)
+		wait = settings->backoff_max_ms;
+	wait *= 1.0 - 0.25 * random_fraction;
+	return (int) lround(wait);
+}
+
+/*
+ * The server's requested wait in milliseconds, or -1 when it asked for none.
+ * retry-after-ms (float milliseconds) wins over Retry-After (seconds or an
+ * HTTP date).  Zero, negative and unparsable values are ignored, as the
+ * OpenAI SDKs do.
+ */
+int
+policy_retry_after_ms(const char *retry_after_ms_header,
+					  const char *retry_after_header, time_t now)
+{
+	char	   *end;
+	double		value;
+
+	if (retry_after_ms_header && *retry_after_ms_header)
+	{
+		value = strtod(retry_after_ms_header, &end);
+		if (end != retry_after_ms_header && *end == '\0' &&
+			isfinite(value) && value > 0)
+			return value >= INT_MAX ? INT_MAX : (int) ceil(value);
+	}
+
+	if (retry_after_header && *retry_after_header)
+	{
+		int64_t		when;
+
+		value = strtod(retry_after_header, &end);
+		if (end != retry_after_header && *end == '\0')
+		{
+			if (isfinite(value) && value > 0)
+				return value >= INT_MAX / 1000.0 ? INT_MAX :
+					(int) ceil(value * 1000.0);
+			return -1;
+		}
+		when = parse_http_date(retry_after_header);
+		if (when > (int64_t) now)
+		{
+			int64_t		ms = (when - (int64_t) now) * 1000;
+
+			return ms >= INT_MAX ? INT_MAX : (int) ms;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Decide what follows an attempt of class cls.
+ *
+ * retries_taken counts the retries already made on this route; retry_after_ms
+ * is -1 or the server's requested wait; ms_left is what remains of the
+ * call's deadline; route_left says whether another route follows.  A wait the
+ * server asks for beyond retry_after_max_ms, or any wait that would pass the
+ * deadline, is not taken: the call moves to the next route at once.
+ */
+RetryDecision
+policy_decide(AttemptClass cls, bool retryable, int retries_taken,
+			  int retry_after_ms, const RetrySettings *settings,
+			  double random_fraction, int64_t ms_left, bool route_left)
+{
+	RetryDecision decision = {OUTCOME_FAILED, 0, false};
+
+	if (cls == CLASS_SUCCESS)
+	{
+		decision.outcome = OUTCOME_SUCCESS;
+		return decision;
+	}
+	if (cls == CLASS_DEADLINE || cls == CLASS_CANCELLED || ms_left <= 0)
+		return decision;
+
+	if (retryable && retries_taken < settings->max_retries)
+	{
+		int			wait;
+
+		if (retry_after_ms > 0)
+		{
+			wait = retry_after_ms;
+			decision.honoured_retry_after = true;
+			if (wait > settings->retry_after_max_ms)
+				wait = -1;
+		}
+		else
+			wait = policy_backoff_ms(settings, retries_taken, random_fraction);
+
+		if (wait >= 0 && wait < ms_left)
+		{
+			decision.outcome = OUTCOME_RETRY;
+			decision.wait_ms = wait;
+			return decision;
+		}
+		decision.honoured_retry_after = false;
+	}
+
+	decision.outcome = route_left ? OUTCOME_FALLBACK : OUTCOME_FAILED;
+	return decision;
+}
+
+/*
+ * Map a route index to (model, endpoint).  Routes go model by model in the
+ * caller's order, and within a model endpoint by endpoint in the order of
+ * ai_resilience.endpoints: the preferred model is tried on every gateway
+ * before a lesser model is.
+ */
+void
+policy_route_at(int route_index, int nendpoints, int *model_index,
+				int *endpoint_index)
+{
+	*model_index = route_index / nendpoints;
+	*endpoint_index = route_index % nendpoints;
+}
+
+/* The name of an error class, or NULL for success. */
+const char *
+policy_class_name(AttemptClass cls)
+{
+	return class_names[cls];
+}
+
+/* The name of an outcome. */
+const char *
+policy_outcome_name(AttemptOutcome outcome)
+{
+	return outcome_names[outcome];
+}
+
+/* Case-insensitive substring test; a NULL haystack contains nothing. */
+static bool
+text_contains_nocase(const char *haystack, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	if (haystack == NULL)
+		return false;
+	for (; *haystack; haystack++)
+		if (strncasecmp(haystack, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* Is this an error code or type meaning "no money left", not "slow down"? */
+static bool
+is_billing_code(const char *code)
+{
+	static const char *const billing_codes[] = {
+		"insufficient_quota", "billing_hard_limit_reached",
+		"billing_not_active", "quota_exceeded"
+	};
+	size_t		i;
+
+	if (code == NULL)
+		return false;
+	for (i = 0; i < sizeof(billing_codes) / sizeof(billing_codes[0]); i++)
+		if (strcmp(code, billing_codes[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Parse an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", the form RFC 9110
+ * requires senders to use) into seconds since the epoch; -1 if malformed.
+ */
+static int64_t
+parse_http_date(const char *text)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char		weekday[4],
+				month[4],
+				zone[4];
+	int			day,
+				year,
+				hour,
+				minute,
+				second,
+				consumed = 0;
+	const char *found;
+	int			m;
+	int64_t		y,
+				era,
+				yoe,
+				doy,
+				doe,
+				days;
+
+	if (sscanf(text, "%3s, %2d %3s %4d %2d:%2d:%2d %3s%n", weekday, &day, month,
+			   &year, &hour, &minute, &second, zone, &consumed) != 8 ||
+		text[consumed] != '\0' || strcmp(zone, "GMT") != 0 ||
+		strlen(weekday) != 3 || strlen(month) != 3)
+		return -1;
+	found = strstr(months, month);
+	if (found == NULL || (found - months) % 3 != 0)
+		return -1;
+	m = (int) (found - months) / 3 + 1;
+	if (day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 ||
+		year < 1970)
+		return -1;
+
+	/* days since 1970-01-01 of a proleptic Gregorian date */
+	y = year - (m <= 2);
+	era = y / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	days = era * 146097 + doe - 719468;
+	return days * 86400 + hour * 3600 + minute * 60 + second;
+}

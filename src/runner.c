@@ -1,0 +1,609 @@
+/*-------------------------------------------------------------------------
+ *
+ * runner.c
+ *	  Drive chat calls through their routes: attempts, retries, fallbacks.
+ *
+ * A run takes calls from a source, keeps up to max_in_flight attempts in
+ * flight through the transport, and hands each finished call to a sink.
+ * For every finished attempt it asks the policy what follows (success,
+ * retry after a wait, fallback to the next route, failure), records the
+ * attempt in the call log, and schedules the call accordingly.  A call
+ * waiting out its backoff holds no transfer slot: the single wait in
+ * transport_wait covers transfers, backoff timers and interrupts at once.
+ *
+ * Memory: each call has its own context, deleted once the sink has seen the
+ * call; an attempt's response lives in a child context reset before the
+ * next attempt.  So a run's memory is bounded by the calls in progress, not
+ * by the number of calls.
+ *
+ * Errors: an error raised anywhere in a run (cancel, statement_timeout, a
+ * failed log insert) aborts every transfer in flight before it propagates.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "call_log.h"
+#include "guc.h"
+#include "runner.h"
+
+/* Longest error text kept per attempt, in bytes. */
+#define MAX_ATTEMPT_ERROR_LEN	300
+
+/* Finished transfers taken from the transport in one go. */
+#define FINISHED_BATCH	64
+
+/* Consecutive attempts of a call on one route that failed alike. */
+typedef struct AttemptGroup
+{
+	int			route_index;
+	char		label[16];		/* HTTP status, or error class */
+	int			count;
+} AttemptGroup;
+
+/* The state of one run over many calls. */
+typedef struct RunState
+{
+	const CallSettings *settings;
+	const ChatPrompt *common;
+	CallSink	sink;
+	void	   *sink_arg;
+	MemoryContext caller_memory;	/* where the sink runs */
+	MemoryContext memory;		/* the run's calls */
+	dlist_head	active;			/* calls admitted and not finished */
+	int			in_flight;		/* calls with a transfer under way */
+	ChatCall   *spare;			/* a finished call's struct, for reuse */
+} RunState;
+
+static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
+							TimestampTz now);
+static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
+static void complete_attempt(RunState *run, ChatCall *call);
+static void finish_call(RunState *run, ChatCall *call, bool succeeded,
+						int sqlstate, const char *last_error);
+static void summary_add(ChatCall *call, int route_index, const char *label);
+static char *summary_text(const CallSettings *settings, const ChatCall *call);
+static char *attempt_error_text(const CallSettings *settings,
+								const TransportRequest *request,
+								const ChatAnswer *answer, AttemptClass cls);
+static char *redact_keys(const CallSettings *settings, const char *text);
+static long ms_until(TimestampTz from, TimestampTz to);
+
+/*
+ * Read the settings for a run: endpoints, keys, limits, and the models to
+ * try (the caller's list, already validated).  Raises a clear error for a
+ * configuration that cannot work, before any HTTP call.
+ */
+void
+runner_load_settings(CallSettings *settings, List *models)
+{
+	List	   *urls = air_split_list("ai_resilience.endpoints", air_endpoints);
+	List	   *keys = air_split_list("ai_resilience.api_key", air_api_key);
+	ListCell   *lc;
+	int			i;
+
+	memset(settings, 0, sizeof(*settings));
+
+	if (urls == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no AI endpoint is configured"),
+				 errhint("Set ai_resilience.endpoints, e.g. to 'http://127.0.0.1:8080/v1'.")));
+	if (list_length(keys) > 1 && list_length(keys) != list_length(urls))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ai_resilience.api_key lists %d keys for %d endpoints",
+						list_length(keys), list_length(urls)),
+				 errhint("Give one key for every endpoint, or one key per endpoint.")));
+	foreach(lc, keys)
+	{
+		const char *key;
+
+		for (key = lfirst(lc); *key; key++)
+			if ((unsigned char) *key <= ' ' || *key == 0x7f)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("ai_resilience.api_key contains white space or a control character")));
+	}
+
+	settings->nendpoints = list_length(urls);
+	settings->endpoints = palloc0(sizeof(Endpoint) * settings->nendpoints);
+	i = 0;
+	foreach(lc, urls)
+	{
+		Endpoint   *endpoint = &settings->endpoints[i];
+		char	   *url = pstrdup(lfirst(lc));
+		char	   *host = strstr(url, "://") + 3;
+		char	   *at = strchr(host, '@');
+		char	   *slash = strchr(host, '/');
+		size_t		len = strlen(url);
+
+		/* the check hook made sure of the scheme */
+		while (len > 0 && url[len - 1] == '/')
+			url[--len] = '\0';
+		endpoint->base_url = url;
+		endpoint->chat_url = psprintf("%s/chat/completions", url);
+		/* user:password@ in a URL never reaches the log */
+		if (at != NULL && (slash == NULL || at < slash))
+			endpoint->display = psprintf("%.*s%s", (int) (host - url), url, at + 1);
+		else
+			endpoint->display = url;
+		if (keys != NIL)
+			endpoint->api_key = list_nth(keys, list_length(keys) == 1 ? 0 : i);
+		i++;
+	}
+
+	settings->nmodels = list_length(models);
+	settings->models = palloc(sizeof(char *) * settings->nmodels);
+	i = 0;
+	foreach(lc, models)
+		settings->models[i++] = lfirst(lc);
+
+	settings->retry.max_retries = air_max_retries;
+	settings->retry.backoff_base_ms = air_backoff_base_ms;
+	settings->retry.backoff_max_ms = air_backoff_max_ms;
+	settings->retry.retry_after_max_ms = air_retry_after_max_ms;
+	settings->connect_timeout_ms = air_connect_timeout_ms;
+	settings->request_timeout_ms = air_request_timeout_ms;
+	settings->deadline_ms = air_deadline_ms;
+	settings->max_response_bytes = air_max_response_bytes;
+	settings->log_prompts = air_log_prompts;
+	settings->max_in_flight = 1;
+	settings->role_name = GetUserNameFromId(GetUserId(), false);
+}
+
+/*
+ * Run calls from source until it has no more and every call has finished,
+ * handing each finished call to sink.
+ */
+void
+runner_run(const CallSettings *settings, const ChatPrompt *common,
+		   CallSource source, CallSink sink, void *arg)
+{
+	RunState	run;
+	bool		source_done = false;
+
+	memset(&run, 0, sizeof(run));
+	run.settings = settings;
+	run.common = common;
+	run.sink = sink;
+	run.sink_arg = arg;
+	run.caller_memory = CurrentMemoryContext;
+	run.memory = AllocSetContextCreate(CurrentMemoryContext,
+									   "ai_resilience run",
+									   ALLOCSET_DEFAULT_SIZES);
+	dlist_init(&run.active);
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz next_ready = 0;
+			TransportRequest *finished[FINISHED_BATCH];
+			dlist_mutable_iter iter;
+			long		timeout_ms;
+			int			nfinished;
+			int			i;
+
+			/* calls whose backoff is over go before new calls */
+			dlist_foreach_modify(iter, &run.active)
+			{
+				ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
+
+				if (call->request != NULL)
+					continue;
+				if (call->ready_at > now)
+				{
+					if (next_ready == 0 || call->ready_at < next_ready)
+						next_ready = call->ready_at;
+				}
+				else if (run.in_flight < settings->max_in_flight)
+					start_attempt(&run, call, now);
+			}
+
+			while (!source_done && run.in_flight < settings->max_in_flight)
+			{
+				ChatCall   *call = admit_call(&run, source, arg, now);
+
+				if (call == NULL)
+					source_done = true;
+				else
+					start_attempt(&run, call, now);
+			}
+
+			if (source_done && dlist_is_empty(&run.active))
+				break;
+
+			/* sleep until a transfer ends or the next backoff is over */
+			timeout_ms = next_ready ? ms_until(now, next_ready) : 60 * 1000L;
+			nfinished = transport_wait(timeout_ms, finished, FINISHED_BATCH);
+			for (i = 0; i < nfinished; i++)
+				complete_attempt(&run, (ChatCall *) finished[i]->caller_data);
+		}
+	}
+	PG_CATCH();
+	{
+		transport_abort_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	MemoryContextDelete(run.memory);
+}
+
+/* Take the next call from the source and prepare it; NULL when none. */
+static ChatCall *
+admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now)
+{
+	ChatCall   *call = run->spare;
+
+	if (call == NULL)
+		call = MemoryContextAlloc(run->memory, sizeof(ChatCall));
+	run->spare = NULL;
+	memset(call, 0, sizeof(ChatCall));
+
+	if (!source(source_arg, call))
+	{
+		run->spare = call;
+		return NULL;
+	}
+
+	call->memory = AllocSetContextCreate(run->memory, "ai_resilience call",
+										 ALLOCSET_DEFAULT_SIZES);
+	if (!pg_strong_random(call->call_id.data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random call id")));
+	/* a version 4, variant 1 UUID */
+	call->call_id.data[6] = (call->call_id.data[6] & 0x0f) | 0x40;
+	call->call_id.data[8] = (call->call_id.data[8] & 0x3f) | 0x80;
+	call->deadline_at = TimestampTzPlusMilliseconds(now, run->settings->deadline_ms);
+	call->ready_at = now;
+	call->body_model = -1;
+	dlist_push_tail(&run->active, &call->node);
+	return call;
+}
+
+/* Start the call's next attempt on its current route. */
+static void
+start_attempt(RunState *run, ChatCall *call, TimestampTz now)
+{
+	const CallSettings *settings = run->settings;
+	long		ms_left = ms_until(now, call->deadline_at);
+	TransportRequest *request;
+	MemoryContext old_context;
+	int			model_index;
+	int			endpoint_index;
+
+	if (ms_left <= 0)
+	{
+		finish_call(run, call, false, ERRCODE_AI_DEADLINE, NULL);
+		return;
+	}
+
+	policy_route_at(call->route_index, settings->nendpoints,
+					&model_index, &endpoint_index);
+
+	old_context = MemoryContextSwitchTo(call->memory);
+	if (call->body_model != model_index)
+	{
+		if (call->body)
+			pfree(call->body);
+		call->body = wire_build_chat_request(run->common, call->prompt,
+											 settings->models[model_index],
+											 &call->body_len);
+		call->body_model = model_index;
+	}
+
+	request = palloc0(sizeof(TransportRequest));
+	request->url = settings->endpoints[endpoint_index].chat_url;
+	request->body = call->body;
+	request->body_len = call->body_len;
+	request->api_key = settings->endpoints[endpoint_index].api_key;
+	request->connect_timeout_ms = Min(settings->connect_timeout_ms, ms_left);
+	request->timeout_ms = Min(settings->request_timeout_ms, ms_left);
+	request->max_response_bytes = settings->max_response_bytes;
+	request->memory = call->memory;
+	request->caller_data = call;
+	MemoryContextSwitchTo(old_context);
+
+	call->attempts++;
+	call->attempt_started_at = now;
+	transport_start(request);
+	call->request = request;
+	run->in_flight++;
+}
+
+/*
+ * A call's transfer has ended: read the answer, classify the attempt, log
+ * it, and apply the policy's decision.
+ */
+static void
+complete_attempt(RunState *run, ChatCall *call)
+{
+	const CallSettings *settings = run->settings;
+	TransportRequest *request = call->request;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old_context = MemoryContextSwitchTo(call->memory);
+	ChatAnswer	answer;
+	AttemptFacts facts;
+	AttemptClass cls;
+	bool		retryable;
+	int			retry_after_ms;
+	RetryDecision decision;
+	CallAttempt attempt;
+	int			model_index;
+	int			endpoint_index;
+	bool		deadline_bound;
+	char	   *error_text;
+	char		label[16];
+
+	call->request = NULL;
+	run->in_flight--;
+
+	memset(&answer, 0, sizeof(answer));
+	answer.prompt_tokens = answer.completion_tokens = -1;
+	if (request->failure == TRANSPORT_OK)
+		wire_parse_chat_response(request->response, request->response_len,
+								 &answer);
+
+	/* an attempt cut short to fit the deadline timed out on the deadline */
+	deadline_bound = request->timeout_ms < settings->request_timeout_ms;
+
+	memset(&facts, 0, sizeof(facts));
+	facts.transport = request->failure;
+	facts.cut_by_deadline = deadline_bound;
+	facts.http_status = (int) request->http_status;
+	facts.answer_ok = request->failure == TRANSPORT_OK && answer.problem == NULL;
+	facts.error_code = answer.error_code;
+	facts.error_type = answer.error_type;
+	facts.error_message = answer.error_message;
+	facts.should_retry = request->should_retry[0] ? request->should_retry : NULL;
+
+	cls = policy_classify(&facts, &retryable);
+	retry_after_ms = policy_retry_after_ms(request->retry_after_ms,
+										   request->retry_after, time(NULL));
+	decision = policy_decide(cls, retryable, call->retries_on_route,
+							 retry_after_ms, &settings->retry,
+							 pg_prng_double(&pg_global_prng_state),
+							 ms_until(now, call->deadline_at),
+							 call->route_index + 1 <
+							 settings->nmodels * settings->nendpoints);
+
+	policy_route_at(call->route_index, settings->nendpoints,
+					&model_index, &endpoint_index);
+	error_text = attempt_error_text(settings, request, &answer, cls);
+
+	memset(&attempt, 0, sizeof(attempt));
+	attempt.call_id = call->call_id;
+	attempt.attempt = call->attempts;
+	attempt.route_index = call->route_index;
+	attempt.route_attempt = call->retries_on_route + 1;
+	attempt.started_at = call->attempt_started_at;
+	attempt.latency_ms = request->elapsed_us / 1000.0;
+	attempt.model = settings->models[model_index];
+	attempt.endpoint = settings->endpoints[endpoint_index].display;
+	attempt.http_status = (int) request->http_status;
+	attempt.error_class = cls;
+	attempt.error = error_text;
+	attempt.streaming = false;
+	attempt.retry_after_ms = retry_after_ms;
+	attempt.backoff_ms = decision.outcome == OUTCOME_RETRY ? decision.wait_ms : -1;
+	attempt.outcome = decision.outcome;
+	attempt.request_id = request->request_id[0] ? request->request_id : NULL;
+	attempt.model_returned = answer.model;
+	attempt.finish_reason = answer.finish_reason;
+	attempt.prompt_tokens = answer.prompt_tokens;
+	attempt.completion_tokens = answer.completion_tokens;
+	attempt.new_connection = request->new_connection;
+	attempt.role_name = settings->role_name;
+	attempt.prompt = settings->log_prompts ? call->prompt : NULL;
+	calllog_append(&attempt);
+
+	/* the summary names a failure by its status, or by its class */
+	if (request->http_status > 0 && cls != CLASS_BAD_RESPONSE)
+		snprintf(label, sizeof(label), "%ld", request->http_status);
+	else
+		strlcpy(label, policy_class_name(cls) ? policy_class_name(cls) : "ok",
+				sizeof(label));
+	summary_add(call, call->route_index, label);
+
+	switch (decision.outcome)
+	{
+		case OUTCOME_SUCCESS:
+			call->content = answer.content;
+			finish_call(run, call, true, 0, NULL);
+			break;
+		case OUTCOME_RETRY:
+			call->retries_on_route++;
+			call->ready_at = TimestampTzPlusMilliseconds(now, decision.wait_ms);
+			break;
+		case OUTCOME_FALLBACK:
+			call->route_index++;
+			call->retries_on_route = 0;
+			call->ready_at = now;
+			break;
+		case OUTCOME_FAILED:
+			finish_call(run, call, false,
+						cls == CLASS_DEADLINE ? ERRCODE_AI_DEADLINE :
+						ERRCODE_AI_CALL_FAILED, error_text);
+			break;
+	}
+	MemoryContextSwitchTo(old_context);
+}
+
+/* Hand a finished call to the sink, then free it; leaves the caller's memory current. */
+static void
+finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
+			const char *last_error)
+{
+	MemoryContextSwitchTo(call->memory);
+	call->succeeded = succeeded;
+	if (!succeeded)
+	{
+		char	   *summary = summary_text(run->settings, call);
+
+		call->sqlstate = sqlstate;
+		call->last_error = (char *) last_error;
+		if (sqlstate == ERRCODE_AI_DEADLINE)
+			call->failure = psprintf("ai_resilience.deadline (%d ms) passed after %d attempt%s: %s",
+									 run->settings->deadline_ms, call->attempts,
+									 call->attempts == 1 ? "" : "s",
+									 summary);
+		else if (call->attempts == 1)
+			call->failure = psprintf("the only attempt failed: %s", summary);
+		else
+			call->failure = psprintf("all %d attempts failed: %s",
+									 call->attempts, summary);
+	}
+
+	/*
+	 * The sink runs, and the run goes on, in the caller's memory: what the
+	 * sink copies must outlive the call's memory, which goes away now.
+	 */
+	MemoryContextSwitchTo(run->caller_memory);
+	run->sink(run->sink_arg, call);
+
+	dlist_delete(&call->node);
+	MemoryContextDelete(call->memory);
+	run->spare = call;
+}
+
+/*
+ * Count an attempt in the call's summary: consecutive attempts on one route
+ * with one label form a group.
+ */
+static void
+summary_add(ChatCall *call, int route_index, const char *label)
+{
+	AttemptGroup *group = call->summary ? llast(call->summary) : NULL;
+
+	if (group && group->route_index == route_index &&
+		strcmp(group->label, label) == 0)
+	{
+		group->count++;
+		return;
+	}
+	group = palloc(sizeof(AttemptGroup));
+	group->route_index = route_index;
+	strlcpy(group->label, label, sizeof(group->label));
+	group->count = 1;
+	call->summary = lappend(call->summary, group);
+}
+
+/* The summary as text: "m1@gw1 502 x3; m2@gw1 timeout". */
+static char *
+summary_text(const CallSettings *settings, const ChatCall *call)
+{
+	StringInfoData out;
+	ListCell   *lc;
+
+	initStringInfo(&out);
+	foreach(lc, call->summary)
+	{
+		AttemptGroup *group = lfirst(lc);
+		const char *display;
+		int			model_index;
+		int			endpoint_index;
+
+		policy_route_at(group->route_index, settings->nendpoints,
+						&model_index, &endpoint_index);
+		display = settings->endpoints[endpoint_index].display;
+		if (strstr(display, "://"))
+			display = strstr(display, "://") + 3;
+		appendStringInfo(&out, "%s%s@%s %s", out.len ? "; " : "",
+						 settings->models[model_index], display, group->label);
+		if (group->count > 1)
+			appendStringInfo(&out, " x%d", group->count);
+	}
+	if (out.len == 0)
+		appendStringInfoString(&out, "no attempt was made");
+	return out.data;
+}
+
+/*
+ * The short, redacted error text of an attempt for the log; NULL on
+ * success.
+ */
+static char *
+attempt_error_text(const CallSettings *settings,
+				   const TransportRequest *request, const ChatAnswer *answer,
+				   AttemptClass cls)
+{
+	char	   *text;
+	char	   *p;
+	int			len;
+
+	if (cls == CLASS_SUCCESS)
+		return NULL;
+	if (request->failure == TRANSPORT_TOO_LARGE)
+		text = psprintf("response larger than ai_resilience.max_response_bytes (%zu bytes)",
+						request->max_response_bytes);
+	else if (request->failure == TRANSPORT_TIMEOUT)
+		text = psprintf("no complete response within %ld ms", request->timeout_ms);
+	else if (request->failure == TRANSPORT_CONNECT_TIMEOUT)
+		text = psprintf("no connection within %ld ms", request->connect_timeout_ms);
+	else if (request->failure != TRANSPORT_OK)
+		text = pstrdup(request->error);
+	else if (answer->error_message)
+		text = pstrdup(answer->error_message);
+	else if (request->http_status >= 200 && request->http_status < 300)
+		text = pstrdup(answer->problem);
+	else
+		text = psprintf("HTTP %ld without an error message", request->http_status);
+
+	text = redact_keys(settings, text);
+	for (p = text; *p; p++)
+		if ((unsigned char) *p < ' ')
+			*p = ' ';
+	len = strlen(text);
+	if (len > MAX_ATTEMPT_ERROR_LEN)
+		text[pg_mbcliplen(text, len, MAX_ATTEMPT_ERROR_LEN)] = '\0';
+	return text;
+}
+
+/*
+ * Replace every API key in text by "[REDACTED]": a gateway may echo the key
+ * it was sent in its error message ("Incorrect API key provided: ...").
+ */
+static char *
+redact_keys(const CallSettings *settings, const char *text)
+{
+	char	   *result = pstrdup(text);
+	int			i;
+
+	for (i = 0; i < settings->nendpoints; i++)
+	{
+		const char *key = settings->endpoints[i].api_key;
+		char	   *found;
+
+		if (key == NULL || *key == '\0')
+			continue;
+		while ((found = strstr(result, key)) != NULL)
+		{
+			*found = '\0';
+			result = psprintf("%s[REDACTED]%s", result, found + strlen(key));
+		}
+	}
+	return result;
+}
+
+/* Milliseconds from one time to a later one, rounded up; 0 if not later. */
+static long
+ms_until(TimestampTz from, TimestampTz to)
+{
+	if (to <= from)
+		return 0;
+	return (long) ((to - from + 999) / 1000);
+}

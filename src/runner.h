@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * runner.h
+ *	  Drive chat calls through their routes: attempts, retries, fallbacks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AIR_RUNNER_H
+#define AIR_RUNNER_H
+
+#include "datatype/timestamp.h"
+#include "lib/ilist.h"
+#include "nodes/pg_list.h"
+#include "utils/uuid.h"
+
+#include "openai_wire.h"
+#include "policy.h"
+#include "transport.h"
+
+/* Every route failed; the message sums up the attempts. */
+#define ERRCODE_AI_CALL_FAILED		MAKE_SQLSTATE('R','A','0','0','1')
+/* ai_resilience.deadline passed before a route answered. */
+#define ERRCODE_AI_DEADLINE			MAKE_SQLSTATE('R','A','0','0','2')
+
+/* One endpoint from ai_resilience.endpoints. */
+typedef struct Endpoint
+{
+	char	   *base_url;		/* as configured, without a trailing '/' */
+	char	   *display;		/* for logs and messages: no credentials */
+	char	   *chat_url;		/* base_url + "/chat/completions" */
+	char	   *api_key;		/* NULL: no Authorization header */
+} Endpoint;
+
+/* Everything a run needs, read from the settings when it starts. */
+typedef struct CallSettings
+{
+	char	  **models;
+	int			nmodels;
+	Endpoint   *endpoints;
+	int			nendpoints;
+	RetrySettings retry;
+	int			connect_timeout_ms;
+	int			request_timeout_ms;
+	int			deadline_ms;
+	size_t		max_response_bytes;
+	bool		log_prompts;
+	int			max_in_flight;
+	char	   *role_name;
+} CallSettings;
+
+/* One prompt's journey through the routes. */
+typedef struct ChatCall
+{
+	/* input, set by the source */
+	const char *prompt;			/* server encoding, never NULL */
+	int64		ordinal;		/* the caller's number for it */
+
+	/* result, set when the sink sees it; valid until the sink returns */
+	bool		succeeded;
+	char	   *content;		/* the answer */
+	int			sqlstate;		/* failure: ERRCODE_AI_CALL_FAILED or _DEADLINE */
+	char	   *failure;		/* failure: a summary of the attempts */
+	char	   *last_error;		/* failure: the last attempt's error */
+
+	/* private to runner.c */
+	dlist_node	node;
+	MemoryContext memory;		/* everything of this call */
+	pg_uuid_t	call_id;
+	int			attempts;
+	int			route_index;
+	int			retries_on_route;
+	TimestampTz deadline_at;
+	TimestampTz ready_at;		/* when its next attempt may start */
+	TimestampTz attempt_started_at;
+	TransportRequest *request;	/* in flight, or NULL */
+	char	   *body;			/* request body for body_model */
+	size_t		body_len;
+	int			body_model;		/* model index of body; -1: none */
+	List	   *summary;		/* AttemptGroup list, for the failure text */
+} ChatCall;
+
+/* Fills in the next call's input; returns false when there is none. */
+typedef bool (*CallSource) (void *arg, ChatCall *call);
+/* Receives a finished call; copies out what it keeps. */
+typedef void (*CallSink) (void *arg, ChatCall *call);
+
+extern void runner_load_settings(CallSettings *settings, List *models);
+extern void runner_run(const CallSettings *settings, const ChatPrompt *common,
+					   CallSource source, CallSink sink, void *arg);
+
+#endif							/* AIR_RUNNER_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.h
+ *	  HTTP POSTs over libcurl's multi interface, waited on with the latch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AIR_TRANSPORT_H
+#define AIR_TRANSPORT_H
+
+#include "lib/ilist.h"
+
+#include "policy.h"
+
+/* Sizes of the response header values kept; longer values are truncated. */
+#define TRANSPORT_HEADER_VALUE_SIZE	128
+/* Size of the error text kept for a failed transfer (CURL_ERROR_SIZE). */
+#define TRANSPORT_ERROR_SIZE		256
+
+/*
+ * One HTTP POST.  The caller fills the inputs, keeps them valid until the
+ * request is done, and reads the outputs once transport_wait has returned it.
+ * Everything the transfer allocates lives in 'memory'.
+ */
+typedef struct TransportRequest
+{
+	/* inputs */
+	const char *url;
+	const char *body;
+	size_t		body_len;
+	const char *api_key;		/* NULL or "" sends no Authorization */
+	long		connect_timeout_ms;
+	long		timeout_ms;
+	size_t		max_response_bytes;
+	MemoryContext memory;		/* holds the response body */
+	void	   *caller_data;	/* for the caller to find its own state */
+
+	/* outputs */
+	TransportFailure failure;
+	long		http_status;	/* 0 when no status line arrived */
+	char		error[TRANSPORT_ERROR_SIZE];	/* libcurl's message */
+	char	   *response;		/* body, NUL-terminated; NULL if empty */
+	size_t		response_len;
+	bool		response_too_large; /* body passed max_response_bytes */
+	bool		new_connection; /* a connection was opened for it */
+	int64		elapsed_us;		/* from start to the end of the transfer */
+	char		retry_after[TRANSPORT_HEADER_VALUE_SIZE];
+	char		retry_after_ms[TRANSPORT_HEADER_VALUE_SIZE];
+	char		should_retry[TRANSPORT_HEADER_VALUE_SIZE];
+	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];
+
+	/* private to transport.c */
+	void	   *easy;			/* the CURL handle while in flight */
+	void	   *header_list;	/* its struct curl_slist */
+	size_t		response_capacity;
+	dlist_node	node;			/* in the list of requests in flight */
+} TransportRequest;
+
+extern void transport_start(TransportRequest *request);
+extern int	transport_wait(long timeout_ms, TransportRequest **finished,
+						   int max_finished);
+extern void transport_abort_all(void);
+extern int	transport_in_flight(void);
+
+#endif							/* AIR_TRANSPORT_H */

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine, as root:
+#   installs packages, builds and installs the extension and the simulator,
+#   runs the policy unit tests, the simulator's self-test and the pg_regress
+#   suite against a throwaway cluster (pg_virtualenv), then prints one
+#   "N passed, M failed" line.  Exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+top=$(pwd)
+
+bash test/scripts/install-deps.sh || exit 1
+
+make -s clean >/dev/null
+make -s >/dev/null || { echo "build failed"; exit 1; }
+make -s install >/dev/null || { echo "install failed"; exit 1; }
+make -s -C test/gateway >/dev/null || { echo "simulator build failed"; exit 1; }
+
+passed=0
+failed=0
+count() {   # count "ok N"/"not ok N" lines of a TAP-ish log
+    passed=$((passed + $(grep -c '^ok ' "$1"))); failed=$((failed + $(grep -c '^not ok ' "$1")))
+}
+mkdir -p test/results
+
+echo "== policy unit tests"
+make -s unitcheck > test/results/unit.log 2>&1
+tail -1 test/results/unit.log
+count test/results/unit.log
+
+echo "== simulator self-test"
+test/gateway/selftest.sh > test/results/selftest.log 2>&1
+tail -1 test/results/selftest.log
+count test/results/selftest.log
+
+echo "== pg_regress suite"
+source test/scripts/sim.sh
+start_sim || exit 1
+pg_virtualenv -c '--locale=C.UTF-8' make -s installcheck > test/results/regress.log 2>&1
+sed -n '/^test /p;/^ok /p;/^not ok /p' test/results/regress.log
+regress_ok=$(grep -cE '^test .* \.\.\. ok' test/results/regress.log)
+regress_failed=$(grep -cE '^test .* \.\.\. FAILED' test/results/regress.log)
+if [ "$regress_ok" -eq 0 ] && [ "$regress_failed" -eq 0 ]; then
+    echo "pg_regress did not run:"; tail -30 test/results/regress.log
+    regress_failed=1
+fi
+[ -s test/results/regression.diffs ] && head -200 test/results/regression.diffs
+passed=$((passed + regress_ok)); failed=$((failed + regress_failed))
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

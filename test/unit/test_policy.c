@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * test_policy.c
+ *	  Unit tests of the pure retry and fallback decisions in src/policy.c.
+ *
+ * Runs without a server or a network.  Prints TAP lines and a closing
+ * "N passed, M failed" line; exits non-zero when a check fails.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "policy.h"
+
+static int	checks_run = 0;
+static int	checks_failed = 0;
+
+/* Record one check. */
+static void
+check(int ok, const char *description)
+{
+	checks_run++;
+	if (!ok)
+		checks_failed++;
+	printf("%sok %d - %s\n", ok ? "" : "not ", checks_run, description);
+}
+
+/* Classify an HTTP response with an optional error code and header. */
+static AttemptClass
+classify_http(int status, const char *error_code, const char *message,
+			  const char *should_retry, bool *retryable)
+{
+	AttemptFacts facts;
+
+	memset(&facts, 0, sizeof(facts));
+	facts.transport = TRANSPORT_OK;
+	facts.http_status = status;
+	facts.answer_ok = status == 200;
+	facts.error_code = error_code;
+	facts.error_message = message;
+	facts.should_retry = should_retry;
+	return policy_classify(&facts, retryable);
+}
+
+/* Classify a transfer that ended below HTTP. */
+static AttemptClass
+classify_transport(TransportFailure failure, bool cut_by_deadline,
+				   bool *retryable)
+{
+	AttemptFacts facts;
+
+	memset(&facts, 0, sizeof(facts));
+	facts.transport = failure;
+	facts.cut_by_deadline = cut_by_deadline;
+	return policy_classify(&facts, retryable);
+}
+
+/* The status rules, transport failures and x-should-retry. */
+static void
+test_classify(void)
+{
+	static const struct
+	{
+		int			status;
+		const char *code;
+		const char *message;
+		AttemptClass cls;
+		bool		retryable;
+	}			cases[] = {
+		{200, NULL, NULL, CLASS_SUCCESS, false},
+		{500, NULL, NULL, CLASS_HTTP_5XX, true},
+		{502, NULL, NULL, CLASS_HTTP_5XX, true},
+		{503, NULL, NULL, CLASS_HTTP_5XX, true},
+		{504, NULL, NULL, CLASS_TIMEOUT, true},
+		{524, NULL, NULL, CLASS_TIMEOUT, true},
+		{408, NULL, NULL, CLASS_TIMEOUT, true},
+		{409, NULL, NULL, CLASS_HTTP_4XX, true},
+		{429, "rate_limit_exceeded", NULL, CLASS_RATE_LIMITED, true},
+		{429, "insufficient_quota", NULL, CLASS_QUOTA, false},
+		{429, "billing_hard_limit_reached", NULL, CLASS_QUOTA, false},
+		{402, NULL, NULL, CLASS_QUOTA, false},
+		{401, "invalid_api_key", NULL, CLASS_AUTH, false},
+		{403, NULL, NULL, CLASS_AUTH, false},
+		{404, "model_not_found", NULL, CLASS_NOT_FOUND, false},
+		{400, NULL, NULL, CLASS_BAD_REQUEST, false},
+		{400, "context_length_exceeded", NULL, CLASS_CONTEXT_LENGTH, false},
+		{400, NULL, "This model's maximum context length is 8192 tokens", CLASS_CONTEXT_LENGTH, false},
+		{400, "content_policy_violation", NULL, CLASS_CONTENT_POLICY, false},
+		{413, NULL, NULL, CLASS_BAD_REQUEST, false},
+		{422, NULL, NULL, CLASS_BAD_REQUEST, false},
+		{418, NULL, NULL, CLASS_HTTP_4XX, false},
+		{302, NULL, NULL, CLASS_BAD_RESPONSE, false},
+	};
+	size_t		i;
+	bool		retryable;
+	AttemptFacts facts;
+	char		description[160];
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		AttemptClass cls = classify_http(cases[i].status, cases[i].code,
+										 cases[i].message, NULL, &retryable);
+
+		snprintf(description, sizeof(description),
+				 "HTTP %d %s is %s, %sretryable", cases[i].status,
+				 cases[i].code ? cases[i].code : "",
+				 policy_class_name(cases[i].cls) ? policy_class_name(cases[i].cls) : "success",
+				 cases[i].retryable ? "" : "not ");
+		check(cls == cases[i].cls && retryable == cases[i].retryable,
+			  description);
+	}
+
+	check(classify_http(500, NULL, NULL, "false", &retryable) == CLASS_HTTP_5XX &&
+		  !retryable, "x-should-retry: false stops a 500 from retrying");
+	check(classify_http(400, NULL, NULL, "true", &retryable) == CLASS_BAD_REQUEST &&
+		  retryable, "x-should-retry: true makes a 400 retryable");
+	check(classify_http(500, NULL, NULL, "maybe", &retryable) == CLASS_HTTP_5XX &&
+		  retryable, "an unknown x-should-retry value is ignored");
+
+	memset(&facts, 0, sizeof(facts));
+	facts.http_status = 200;
+	facts.answer_ok = false;
+	check(policy_classify(&facts, &retryable) == CLASS_BAD_RESPONSE && retryable,
+		  "a 200 without a usable answer is a retryable bad_response");
+
+	check(classify_transport(TRANSPORT_CONNECT, false, &retryable) == CLASS_CONNECT &&
+		  retryable, "connection refused is a retryable connect");
+	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, false, &retryable) == CLASS_CONNECT &&
+		  retryable, "connect timeout is a retryable connect");
+	check(classify_transport(TRANSPORT_TIMEOUT, false, &retryable) == CLASS_TIMEOUT &&
+		  retryable, "a transfer timeout is a retryable timeout");
+	check(classify_transport(TRANSPORT_TIMEOUT, true, &retryable) == CLASS_DEADLINE &&
+		  !retryable, "a timeout set by the deadline is a deadline, not retried");
+	check(classify_transport(TRANSPORT_RESET, false, &retryable) == CLASS_RESET &&
+		  retryable, "a dropped connection is a retryable reset");
+	check(classify_transport(TRANSPORT_TOO_LARGE, false, &retryable) == CLASS_BAD_RESPONSE &&
+		  !retryable, "an oversized body is not retried on the same route");
+}
+
+/* Backoff doubling, its cap, and the jitter's range. */
+static void
+test_backoff(void)
+{
+	RetrySettings settings = {2, 500, 8000, 60000};
+
+	check(policy_backoff_ms(&settings, 0, 0.0) == 500, "first backoff is the base");
+	check(policy_backoff_ms(&settings, 1, 0.0) == 1000, "second backoff doubles");
+	check(policy_backoff_ms(&settings, 3, 0.0) == 4000, "fourth backoff is 8x base");
+	check(policy_backoff_ms(&settings, 4, 0.0) == 8000, "fifth backoff reaches the cap");
+	check(policy_backoff_ms(&settings, 30, 0.0) == 8000, "backoff stays at the cap");
+	check(policy_backoff_ms(&settings, 0, 0.999999) == 375,
+		  "full jitter takes 25 % off");
+	check(policy_backoff_ms(&settings, 1, 0.5) == 875, "half jitter takes 12.5 % off");
+	settings.backoff_base_ms = 0;
+	check(policy_backoff_ms(&settings, 3, 0.3) == 0, "a zero base never waits");
+}
+
+/* retry-after-ms, Retry-After in seconds and as an HTTP date. */
+static void
+test_retry_after(void)
+{
+	/* Wed, 25 Nov 2026 01:00:00 GMT */
+	time_t		now = 1795568400;
+
+	check(policy_retry_after_ms(NULL, NULL, now) == -1, "no header: no wait");
+	check(policy_retry_after_ms("1500", NULL, now) == 1500, "retry-after-ms in ms");
+	check(policy_retry_after_ms("12.2", NULL, now) == 13, "fractional ms round up");
+	check(policy_retry_after_ms("250", "9", now) == 250, "retry-after-ms wins over Retry-After");
+	check(policy_retry_after_ms(NULL, "3", now) == 3000, "Retry-After in seconds");
+	check(policy_retry_after_ms(NULL, "0", now) == -1, "zero is ignored");
+	check(policy_retry_after_ms(NULL, "-5", now) == -1, "negative is ignored");
+	check(policy_retry_after_ms("abc", "soon", now) == -1, "garbage is ignored");
+	check(policy_retry_after_ms("0", "2", now) == 2000,
+		  "a zero retry-after-ms falls through to Retry-After");
+	check(policy_retry_after_ms(NULL, "Wed, 25 Nov 2026 01:00:07 GMT", now) == 7000,
+		  "Retry-After as an HTTP date");
+	check(policy_retry_after_ms(NULL, "Wed, 25 Nov 2026 00:59:00 GMT", now) == -1,
+		  "an HTTP date in the past is ignored");
+	check(policy_retry_after_ms(NULL, "Wed, 25 Nov 2026 01:00:07 PST", now) == -1,
+		  "an HTTP date not in GMT is refused");
+	check(policy_retry_after_ms(NULL, "Sun, 29 Feb 2032 00:00:00 GMT", now) ==
+		  2147483647, "a far HTTP date saturates instead of overflowing");
+	check(policy_retry_after_ms("1e300", NULL, now) == 2147483647,
+		  "a huge retry-after-ms saturates");
+}
+
+/* What follows an attempt. */
+static void
+test_decide(void)
+{
+	RetrySettings settings = {2, 500, 8000, 60000};
+	RetryDecision d;
+
+	d = policy_decide(CLASS_SUCCESS, false, 0, -1, &settings, 0.0, 1000, true);
+	check(d.outcome == OUTCOME_SUCCESS, "success ends the call");
+
+	d = policy_decide(CLASS_HTTP_5XX, true, 0, -1, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_RETRY && d.wait_ms == 500, "first 5xx retries after the base");
+	d = policy_decide(CLASS_HTTP_5XX, true, 1, -1, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_RETRY && d.wait_ms == 1000, "second 5xx retries after 2x base");
+	d = policy_decide(CLASS_HTTP_5XX, true, 2, -1, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_FALLBACK, "retries used up: fall back");
+	d = policy_decide(CLASS_HTTP_5XX, true, 2, -1, &settings, 0.0, 600000, false);
+	check(d.outcome == OUTCOME_FAILED, "retries used up on the last route: fail");
+
+	d = policy_decide(CLASS_AUTH, false, 0, -1, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_FALLBACK, "auth falls back at once");
+	d = policy_decide(CLASS_CONTEXT_LENGTH, false, 0, -1, &settings, 0.0, 600000, false);
+	check(d.outcome == OUTCOME_FAILED, "context length on the last route fails");
+
+	d = policy_decide(CLASS_RATE_LIMITED, true, 0, 3000, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_RETRY && d.wait_ms == 3000 && d.honoured_retry_after,
+		  "Retry-After within the cap is honoured");
+	d = policy_decide(CLASS_RATE_LIMITED, true, 0, 61000, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_FALLBACK && !d.honoured_retry_after,
+		  "Retry-After over the cap moves to the next route without waiting");
+	d = policy_decide(CLASS_RATE_LIMITED, true, 0, 5000, &settings, 0.0, 4000, true);
+	check(d.outcome == OUTCOME_FALLBACK, "a wait past the deadline is not taken");
+	d = policy_decide(CLASS_HTTP_5XX, true, 0, -1, &settings, 0.0, 400, false);
+	check(d.outcome == OUTCOME_FAILED, "a backoff past the deadline on the last route fails");
+	d = policy_decide(CLASS_HTTP_5XX, true, 0, -1, &settings, 0.0, 0, true);
+	check(d.outcome == OUTCOME_FAILED, "no time left: fail even with routes left");
+	d = policy_decide(CLASS_DEADLINE, false, 0, -1, &settings, 0.0, 10, true);
+	check(d.outcome == OUTCOME_FAILED, "a deadline attempt ends the call");
+
+	settings.max_retries = 0;
+	d = policy_decide(CLASS_HTTP_5XX, true, 0, -1, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_FALLBACK, "max_retries 0 falls back at once");
+	settings.max_retries = 2;
+	settings.retry_after_max_ms = 0;
+	d = policy_decide(CLASS_RATE_LIMITED, true, 0, 1000, &settings, 0.0, 600000, true);
+	check(d.outcome == OUTCOME_FALLBACK, "retry_after_max 0 never waits for Retry-After");
+}
+
+/* Route order: model by model, endpoint by endpoint. */
+static void
+test_routes(void)
+{
+	int			model,
+				endpoint;
+
+	policy_route_at(0, 2, &model, &endpoint);
+	check(model == 0 && endpoint == 0, "route 0 is model 1 on endpoint 1");
+	policy_route_at(1, 2, &model, &endpoint);
+	check(model == 0 && endpoint == 1, "route 1 is model 1 on endpoint 2");
+	policy_route_at(2, 2, &model, &endpoint);
+	check(model == 1 && endpoint == 0, "route 2 is model 2 on endpoint 1");
+	check(strcmp(policy_outcome_name(OUTCOME_FALLBACK), "fallback") == 0 &&
+		  strcmp(policy_class_name(CLASS_RATE_LIMITED), "rate_limited") == 0 &&
+		  policy_class_name(CLASS_SUCCESS) == NULL,
+		  "names of outcomes and classes");
+}
+
+int
+main(void)
+{
+	test_classify();
+	test_backoff();
+	test_retry_after();
+	test_decide();
+	test_routes();
+	printf("1..%d\n", checks_run);
+	printf("%d passed, %d failed\n", checks_run - checks_failed, checks_failed);
+	return checks_failed == 0 ? 0 : 1;
+}
