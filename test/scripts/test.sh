@@ -10,6 +10,11 @@ top=$(pwd)
 
 bash test/scripts/install-deps.sh || exit 1
 
+# one build-install-test at a time on a machine: the extension is installed
+# into the one PostgreSQL library directory
+exec 9>/tmp/pg_ai_resilience.lock
+flock 9
+
 make -s clean >/dev/null
 make -s >/dev/null || { echo "build failed"; exit 1; }
 make -s install >/dev/null || { echo "install failed"; exit 1; }
