@@ -40,6 +40,8 @@ int			air_deadline_ms = 600000;
 int			air_max_prompt_bytes = 1024 * 1024;
 int			air_max_response_bytes = 16 * 1024 * 1024;
 bool		air_log_prompts = false;
+int			air_max_concurrency = 16;
+bool		air_progress = false;
 
 /* An hour: no single wait of ours is meant to be longer. */
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
@@ -178,6 +180,25 @@ air_define_gucs(void)
 							 &air_log_prompts,
 							 false,
 							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.max_concurrency",
+							"Most requests a batch keeps in flight at once.",
+							"A prompt waiting out its backoff does not count.",
+							&air_max_concurrency,
+							16,
+							1, 1024,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("ai_resilience.progress",
+							 "Report a batch's progress as NOTICEs, every 5 % of its prompts.",
+							 NULL,
+							 &air_progress,
+							 false,
+							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
 

@@ -23,6 +23,8 @@ extern int	air_deadline_ms;
 extern int	air_max_prompt_bytes;
 extern int	air_max_response_bytes;
 extern bool air_log_prompts;
+extern int	air_max_concurrency;
+extern bool air_progress;
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

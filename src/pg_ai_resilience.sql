@@ -61,3 +61,32 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text) IS
     'Send one prompt to the first route that answers, with retries and fallback; every attempt is logged in ai_call_log';
+
+CREATE FUNCTION ai_chat_batch(
+    prompts       text[],
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'null')
+RETURNS TABLE (ord integer, response text, call_id uuid, attempts integer, error text)
+AS 'MODULE_PATHNAME', 'ai_chat_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_batch(text[], text[], text, integer, double precision, text) IS
+    'Send many prompts at once (up to ai_resilience.max_concurrency in flight), each with the full retry and fallback policy; one row per prompt, in order';
+
+CREATE FUNCTION ai_chat_batch_keyed(
+    keys          anyarray,
+    prompts       text[],
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'null')
+RETURNS TABLE (key anyelement, response text, call_id uuid, attempts integer, error text)
+AS 'MODULE_PATHNAME', 'ai_chat_batch_keyed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text) IS
+    'ai_chat_batch that returns the caller''s key with each row, so results join back to the rows they came from';

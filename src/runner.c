@@ -66,7 +66,7 @@ typedef struct RunState
 } RunState;
 
 static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
-							TimestampTz now);
+							TimestampTz now, bool *done);
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
 static void complete_attempt(RunState *run, ChatCall *call);
 static void finish_call(RunState *run, ChatCall *call, bool succeeded,
@@ -80,12 +80,13 @@ static char *redact_keys(const CallSettings *settings, const char *text);
 static long ms_until(TimestampTz from, TimestampTz to);
 
 /*
- * Read the settings for a run: endpoints, keys, limits, and the models to
- * try (the caller's list, already validated).  Raises a clear error for a
+ * Read the settings for a run: endpoints, keys, limits, the models to try
+ * (the caller's list, already validated), and how many attempts may be in
+ * flight at once.  Raises a clear error for a
  * configuration that cannot work, before any HTTP call.
  */
 void
-runner_load_settings(CallSettings *settings, List *models)
+runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 {
 	List	   *urls = air_split_list("ai_resilience.endpoints", air_endpoints);
 	List	   *keys = air_split_list("ai_resilience.api_key", air_api_key);
@@ -158,7 +159,7 @@ runner_load_settings(CallSettings *settings, List *models)
 	settings->deadline_ms = air_deadline_ms;
 	settings->max_response_bytes = air_max_response_bytes;
 	settings->log_prompts = air_log_prompts;
-	settings->max_in_flight = 1;
+	settings->max_in_flight = max_in_flight;
 	settings->role_name = GetUserNameFromId(GetUserId(), false);
 }
 
@@ -171,7 +172,6 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 		   CallSource source, CallSink sink, void *arg)
 {
 	RunState	run;
-	bool		source_done = false;
 
 	memset(&run, 0, sizeof(run));
 	run.settings = settings;
@@ -186,6 +186,8 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 
 	PG_TRY();
 	{
+		bool		source_done = false;
+
 		for (;;)
 		{
 			TimestampTz now = GetCurrentTimestamp();
@@ -214,16 +216,21 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 
 			while (!source_done && run.in_flight < settings->max_in_flight)
 			{
-				ChatCall   *call = admit_call(&run, source, arg, now);
+				ChatCall   *call = admit_call(&run, source, arg, now,
+											  &source_done);
 
 				if (call == NULL)
-					source_done = true;
-				else
-					start_attempt(&run, call, now);
+					break;
+				start_attempt(&run, call, now);
 			}
 
-			if (source_done && dlist_is_empty(&run.active))
-				break;
+			if (dlist_is_empty(&run.active))
+			{
+				if (source_done)
+					break;
+				/* "not yet" with nothing in progress would wait forever */
+				elog(ERROR, "call source stalled with no call in progress");
+			}
 
 			/* sleep until a transfer ends or the next backoff is over */
 			timeout_ms = next_ready ? ms_until(now, next_ready) : 60 * 1000L;
@@ -242,25 +249,44 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 	MemoryContextDelete(run.memory);
 }
 
-/* Take the next call from the source and prepare it; NULL when none. */
+/*
+ * Take the next call from the source and prepare it.  Returns NULL when the
+ * source has none now; *done says whether it will have more.
+ */
 static ChatCall *
-admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now)
+admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
+		   bool *done)
 {
 	ChatCall   *call = run->spare;
+	MemoryContext memory;
+	MemoryContext old_context;
+	SourceResult result;
 
+	/* a spare call keeps its (reset) memory context for the next one */
 	if (call == NULL)
+	{
 		call = MemoryContextAlloc(run->memory, sizeof(ChatCall));
+		memory = AllocSetContextCreate(run->memory, "ai_resilience call",
+									   ALLOCSET_DEFAULT_SIZES);
+	}
+	else
+		memory = call->memory;
 	run->spare = NULL;
 	memset(call, 0, sizeof(ChatCall));
+	call->memory = memory;
 
-	if (!source(source_arg, call))
+	old_context = MemoryContextSwitchTo(call->memory);
+	result = source(source_arg, call);
+	MemoryContextSwitchTo(old_context);
+
+	*done = result == SOURCE_DONE;
+	if (result != SOURCE_CALL)
 	{
+		MemoryContextReset(call->memory);
 		run->spare = call;
 		return NULL;
 	}
 
-	call->memory = AllocSetContextCreate(run->memory, "ai_resilience call",
-										 ALLOCSET_DEFAULT_SIZES);
 	if (!pg_strong_random(call->call_id.data, UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -476,8 +502,13 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 	run->sink(run->sink_arg, call);
 
 	dlist_delete(&call->node);
-	MemoryContextDelete(call->memory);
-	run->spare = call;
+	if (run->spare == NULL)
+	{
+		MemoryContextReset(call->memory);
+		run->spare = call;
+	}
+	else
+		MemoryContextDelete(call->memory);
 }
 
 /*

@@ -79,12 +79,24 @@ typedef struct ChatCall
 	List	   *summary;		/* AttemptGroup list, for the failure text */
 } ChatCall;
 
-/* Fills in the next call's input; returns false when there is none. */
-typedef bool (*CallSource) (void *arg, ChatCall *call);
+/* What a source says when asked for the next call. */
+typedef enum SourceResult
+{
+	SOURCE_CALL,				/* it filled in a call */
+	SOURCE_NOT_YET,				/* ask again once a call has finished */
+	SOURCE_DONE					/* no more calls */
+} SourceResult;
+
+/*
+ * Fills in the next call's input.  It runs in the call's own memory
+ * context, where the input may be allocated.
+ */
+typedef SourceResult (*CallSource) (void *arg, ChatCall *call);
 /* Receives a finished call; copies out what it keeps. */
 typedef void (*CallSink) (void *arg, ChatCall *call);
 
-extern void runner_load_settings(CallSettings *settings, List *models);
+extern void runner_load_settings(CallSettings *settings, List *models,
+								 int max_in_flight);
 extern void runner_run(const CallSettings *settings, const ChatPrompt *common,
 					   CallSource source, CallSink sink, void *arg);
 

@@ -8,6 +8,14 @@
  * without a call, as a strict function would, so that an UPDATE over rows
  * with NULL bodies goes on.
  *
+ * ai_chat is a run of one call.  ai_chat_batch and ai_chat_batch_keyed run
+ * many calls at once and return one row per prompt, in the prompts' order.
+ * To keep that order without holding every answer, a batch hands out
+ * prompts at most BATCH_WINDOW_FACTOR * max_concurrency ahead of the first
+ * prompt whose row is not yet returned; finished rows wait in a ring of
+ * that size and go to the result tuplestore (which spills to disk beyond
+ * work_mem) as soon as every earlier row has gone.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,20 +24,40 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
 
 #include "guc.h"
 #include "runner.h"
 
 PG_FUNCTION_INFO_V1(ai_chat);
+PG_FUNCTION_INFO_V1(ai_chat_batch);
+PG_FUNCTION_INFO_V1(ai_chat_batch_keyed);
 
-/* What to do when every route fails. */
+/* How far ahead of the first unreturned row a batch may hand out prompts. */
+#define BATCH_WINDOW_FACTOR		8
+
+/* Progress NOTICEs come every 100 / PROGRESS_STEPS percent. */
+#define PROGRESS_STEPS			20
+
+/* What to do when every route of a call fails. */
 typedef enum OnError
 {
 	ON_ERROR_RAISE,
 	ON_ERROR_NULL
 } OnError;
+
+/* The arguments every chat function shares, from 'models' on. */
+typedef struct ChatArguments
+{
+	List	   *models;
+	ChatPrompt	common;
+	OnError		on_error;
+} ChatArguments;
 
 /* The one call of ai_chat, as source and sink of a run. */
 typedef struct SingleCall
@@ -43,11 +71,49 @@ typedef struct SingleCall
 	char	   *last_error;
 } SingleCall;
 
+/* A batch row that is finished and waits for the rows before it. */
+typedef struct BatchRow
+{
+	bool		finished;
+	bool		called;			/* false for a NULL prompt */
+	pg_uuid_t	call_id;
+	int			attempts;
+	char	   *response;		/* NULL when the call failed */
+	char	   *error;			/* why it failed */
+} BatchRow;
+
+/* A batch, as source and sink of a run. */
+typedef struct Batch
+{
+	Datum	   *prompts;
+	bool	   *prompt_nulls;
+	int			nprompts;
+	Datum	   *keys;			/* NULL: rows carry ord instead */
+	bool	   *key_nulls;
+	OnError		on_error;
+	int			next;			/* next prompt to hand out */
+	int			returned;		/* rows put in the tuplestore */
+	int			failed;			/* calls that failed */
+	int			window;			/* size of rows[] */
+	BatchRow   *rows;			/* ring: row i at rows[i % window] */
+	MemoryContext row_memory;	/* what rows[] points to */
+	ReturnSetInfo *rsinfo;
+	int			progress_step;	/* last progress step reported */
+} Batch;
+
+static void read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
+								ChatArguments *args);
 static List *models_argument(FunctionCallInfo fcinfo, int argno);
 static OnError on_error_argument(FunctionCallInfo fcinfo, int argno);
-static void check_prompt(const char *prompt, const char *argname);
-static bool single_source(void *arg, ChatCall *call);
+static void check_prompt(const char *argname, size_t len);
+static SourceResult single_source(void *arg, ChatCall *call);
 static void single_sink(void *arg, ChatCall *call);
+static Datum run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed);
+static SourceResult batch_source(void *arg, ChatCall *call);
+static void batch_sink(void *arg, ChatCall *call);
+static void batch_return_rows(Batch *batch);
+static void raise_call_failure(int elevel, int sqlstate, const char *failure,
+							   const char *last_error);
 
 /*
  * ai_chat(prompt, models, system_prompt, max_tokens, temperature, on_error)
@@ -57,57 +123,91 @@ Datum
 ai_chat(PG_FUNCTION_ARGS)
 {
 	SingleCall	single;
-	ChatPrompt	common;
+	ChatArguments args;
 	CallSettings settings;
-	List	   *models;
-	OnError		on_error;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
 	memset(&single, 0, sizeof(single));
-	memset(&common, 0, sizeof(common));
 	single.prompt = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	check_prompt(single.prompt, "prompt");
+	check_prompt("prompt", strlen(single.prompt));
+	read_chat_arguments(fcinfo, 1, &args);
 
-	models = models_argument(fcinfo, 1);
-	if (!PG_ARGISNULL(2))
-	{
-		common.system_prompt = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		check_prompt(common.system_prompt, "system_prompt");
-	}
-	if (!PG_ARGISNULL(3))
-	{
-		common.max_tokens = PG_GETARG_INT32(3);
-		if (common.max_tokens <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("max_tokens must be positive")));
-	}
-	if (!PG_ARGISNULL(4))
-	{
-		common.temperature = PG_GETARG_FLOAT8(4);
-		common.has_temperature = true;
-		if (isnan(common.temperature) || common.temperature < 0 ||
-			isinf(common.temperature))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("temperature must be a finite number at least 0")));
-	}
-	on_error = on_error_argument(fcinfo, 5);
-
-	runner_load_settings(&settings, models);
-	runner_run(&settings, &common, single_source, single_sink, &single);
+	runner_load_settings(&settings, args.models, 1);
+	runner_run(&settings, &args.common, single_source, single_sink, &single);
 
 	if (single.succeeded)
 		PG_RETURN_TEXT_P(cstring_to_text(single.content));
 
-	ereport(on_error == ON_ERROR_RAISE ? ERROR : WARNING,
-			(errcode(single.sqlstate),
-			 errmsg("ai_chat: %s", single.failure),
-			 single.last_error ? errdetail("Last error: %s", single.last_error) : 0,
-			 errhint("Every attempt is in ai_call_log.")));
+	raise_call_failure(args.on_error == ON_ERROR_RAISE ? ERROR : WARNING,
+					   single.sqlstate, single.failure, single.last_error);
 	PG_RETURN_NULL();
+}
+
+/*
+ * ai_chat_batch(prompts, models, system_prompt, max_tokens, temperature,
+ * on_error) returns (ord, response, call_id, attempts, error) per prompt,
+ * in the prompts' order, running up to max_concurrency calls at once.
+ */
+Datum
+ai_chat_batch(PG_FUNCTION_ARGS)
+{
+	return run_batch(fcinfo, 0, false);
+}
+
+/*
+ * ai_chat_batch_keyed(keys, prompts, models, ...) is ai_chat_batch with the
+ * caller's key in place of ord, so results join back to rows.
+ */
+Datum
+ai_chat_batch_keyed(PG_FUNCTION_ARGS)
+{
+	return run_batch(fcinfo, 1, true);
+}
+
+/*
+ * Read models, system_prompt, max_tokens, temperature and on_error, which
+ * every chat function takes in that order from models_argno on.
+ */
+static void
+read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
+					ChatArguments *args)
+{
+	int			argno = models_argno;
+
+	memset(args, 0, sizeof(*args));
+	args->models = models_argument(fcinfo, argno++);
+	if (!PG_ARGISNULL(argno))
+	{
+		char	   *system_prompt = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+		check_prompt("system_prompt", strlen(system_prompt));
+		args->common.system_prompt = system_prompt;
+	}
+	argno++;
+	if (!PG_ARGISNULL(argno))
+	{
+		args->common.max_tokens = PG_GETARG_INT32(argno);
+		if (args->common.max_tokens <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_tokens must be positive")));
+	}
+	argno++;
+	if (!PG_ARGISNULL(argno))
+	{
+		double		temperature = PG_GETARG_FLOAT8(argno);
+
+		if (isnan(temperature) || isinf(temperature) || temperature < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("temperature must be a finite number at least 0")));
+		args->common.temperature = temperature;
+		args->common.has_temperature = true;
+	}
+	argno++;
+	args->on_error = on_error_argument(fcinfo, argno);
 }
 
 /*
@@ -158,7 +258,7 @@ models_argument(FunctionCallInfo fcinfo, int argno)
 	return models;
 }
 
-/* The on_error argument: 'raise' (also for NULL) or 'null'. */
+/* The on_error argument: 'raise' or 'null'; NULL means 'raise'. */
 static OnError
 on_error_argument(FunctionCallInfo fcinfo, int argno)
 {
@@ -179,10 +279,8 @@ on_error_argument(FunctionCallInfo fcinfo, int argno)
 
 /* A prompt must be non-empty and within ai_resilience.max_prompt_bytes. */
 static void
-check_prompt(const char *prompt, const char *argname)
+check_prompt(const char *argname, size_t len)
 {
-	size_t		len = strlen(prompt);
-
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -195,17 +293,17 @@ check_prompt(const char *prompt, const char *argname)
 }
 
 /* Source of a one-call run. */
-static bool
+static SourceResult
 single_source(void *arg, ChatCall *call)
 {
 	SingleCall *single = arg;
 
 	if (single->taken)
-		return false;
+		return SOURCE_DONE;
 	single->taken = true;
 	call->prompt = single->prompt;
 	call->ordinal = 1;
-	return true;
+	return SOURCE_CALL;
 }
 
 /* Sink of a one-call run: copy the outcome out of the call's memory. */
@@ -219,4 +317,207 @@ single_sink(void *arg, ChatCall *call)
 	single->sqlstate = call->sqlstate;
 	single->failure = call->failure ? pstrdup(call->failure) : NULL;
 	single->last_error = call->last_error ? pstrdup(call->last_error) : NULL;
+}
+
+/*
+ * The body of ai_chat_batch and ai_chat_batch_keyed: check every prompt,
+ * then run them and return their rows in order.
+ */
+static Datum
+run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
+{
+	Batch		batch;
+	ChatArguments args;
+	CallSettings settings;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&batch, 0, sizeof(batch));
+	batch.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (PG_ARGISNULL(prompts_argno))
+		PG_RETURN_NULL();
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(prompts_argno), TEXTOID, -1, false,
+					  TYPALIGN_INT, &batch.prompts, &batch.prompt_nulls,
+					  &batch.nprompts);
+
+	if (keyed)
+	{
+		Oid			key_type;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			nkeys = 0;
+
+		if (!PG_ARGISNULL(0))
+		{
+			key_type = ARR_ELEMTYPE(PG_GETARG_ARRAYTYPE_P(0));
+			get_typlenbyvalalign(key_type, &typlen, &typbyval, &typalign);
+			deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), key_type, typlen,
+							  typbyval, typalign, &batch.keys, &batch.key_nulls,
+							  &nkeys);
+		}
+		if (nkeys != batch.nprompts)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("keys has %d elements but prompts has %d",
+							nkeys, batch.nprompts)));
+	}
+
+	/* every prompt is checked before the first call goes out */
+	for (i = 0; i < batch.nprompts; i++)
+	{
+		char		argname[32];
+
+		if (batch.prompt_nulls[i])
+			continue;
+		snprintf(argname, sizeof(argname), "prompts[%d]", i + 1);
+		check_prompt(argname,
+					 VARSIZE_ANY_EXHDR(DatumGetPointer(batch.prompts[i])));
+	}
+	read_chat_arguments(fcinfo, prompts_argno + 1, &args);
+	batch.on_error = args.on_error;
+
+	if (batch.nprompts == 0)
+		PG_RETURN_NULL();
+
+	runner_load_settings(&settings, args.models, air_max_concurrency);
+	batch.window = Min(batch.nprompts,
+					   BATCH_WINDOW_FACTOR * settings.max_in_flight);
+	batch.rows = palloc0(sizeof(BatchRow) * batch.window);
+	batch.row_memory = AllocSetContextCreate(CurrentMemoryContext,
+											 "ai_chat_batch rows",
+											 ALLOCSET_DEFAULT_SIZES);
+
+	runner_run(&settings, &args.common, batch_source, batch_sink, &batch);
+	batch_return_rows(&batch);
+
+	if (batch.failed > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_AI_CALL_FAILED),
+				 errmsg("%s: %d of %d prompts failed",
+						batch.keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
+						batch.failed, batch.nprompts),
+				 errhint("The error column says why; every attempt is in ai_call_log.")));
+	MemoryContextDelete(batch.row_memory);
+	PG_RETURN_NULL();
+}
+
+/*
+ * Source of a batch: the next non-NULL prompt, unless it is too far ahead
+ * of the rows returned so far.  A NULL prompt is a finished row at once.
+ */
+static SourceResult
+batch_source(void *arg, ChatCall *call)
+{
+	Batch	   *batch = arg;
+
+	while (batch->next < batch->nprompts)
+	{
+		int			i = batch->next;
+
+		if (i >= batch->returned + batch->window)
+			return SOURCE_NOT_YET;
+		batch->next++;
+		if (batch->prompt_nulls[i])
+		{
+			batch->rows[i % batch->window].finished = true;
+			batch_return_rows(batch);
+			continue;
+		}
+		call->prompt = TextDatumGetCString(batch->prompts[i]);
+		call->ordinal = i;
+		return SOURCE_CALL;
+	}
+	return SOURCE_DONE;
+}
+
+/* Sink of a batch: keep the call's row until the rows before it are out. */
+static void
+batch_sink(void *arg, ChatCall *call)
+{
+	Batch	   *batch = arg;
+	BatchRow   *row = &batch->rows[call->ordinal % batch->window];
+
+	if (!call->succeeded && batch->on_error == ON_ERROR_RAISE)
+		raise_call_failure(ERROR, call->sqlstate, call->failure,
+						   call->last_error);
+
+	row->finished = true;
+	row->called = true;
+	row->call_id = call->call_id;
+	row->attempts = call->attempts;
+	if (call->succeeded)
+		row->response = MemoryContextStrdup(batch->row_memory, call->content);
+	else
+	{
+		row->error = MemoryContextStrdup(batch->row_memory, call->failure);
+		batch->failed++;
+	}
+	batch_return_rows(batch);
+}
+
+/* Move every finished row whose predecessors are out to the tuplestore. */
+static void
+batch_return_rows(Batch *batch)
+{
+	ReturnSetInfo *rsinfo = batch->rsinfo;
+
+	while (batch->returned < batch->next &&
+		   batch->rows[batch->returned % batch->window].finished)
+	{
+		BatchRow   *row = &batch->rows[batch->returned % batch->window];
+		Datum		values[5];
+		bool		nulls[5];
+		int			step;
+
+		memset(nulls, 0, sizeof(nulls));
+		if (batch->keys)
+		{
+			values[0] = batch->keys[batch->returned];
+			nulls[0] = batch->key_nulls[batch->returned];
+		}
+		else
+			values[0] = Int32GetDatum(batch->returned + 1);
+		nulls[1] = row->response == NULL;
+		if (row->response)
+			values[1] = CStringGetTextDatum(row->response);
+		nulls[2] = !row->called;
+		values[2] = UUIDPGetDatum(&row->call_id);
+		values[3] = Int32GetDatum(row->attempts);
+		nulls[4] = row->error == NULL;
+		if (row->error)
+			values[4] = CStringGetTextDatum(row->error);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+		if (row->response)
+			pfree(row->response);
+		if (row->error)
+			pfree(row->error);
+		memset(row, 0, sizeof(BatchRow));
+		batch->returned++;
+
+		step = (int) ((int64) batch->returned * PROGRESS_STEPS / batch->nprompts);
+		if (air_progress && step > batch->progress_step)
+		{
+			batch->progress_step = step;
+			ereport(NOTICE,
+					(errmsg("%s: %d of %d prompts done (%d%%), %d failed",
+							batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
+							batch->returned, batch->nprompts,
+							step * (100 / PROGRESS_STEPS), batch->failed)));
+		}
+	}
+}
+
+/* Report a call whose every route failed, at elevel. */
+static void
+raise_call_failure(int elevel, int sqlstate, const char *failure,
+				   const char *last_error)
+{
+	ereport(elevel,
+			(errcode(sqlstate),
+			 errmsg("ai_chat: %s", failure),
+			 last_error ? errdetail("Last error: %s", last_error) : 0,
+			 errhint("Every attempt is in ai_call_log.")));
 }

@@ -1833,6 +1833,14 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	}
 
 	parse_model(model, mlen, &b, &o);
+	/* a prompt "sim:<spec> ..." picks its own behaviour and options */
+	if (plen > 4 && memcmp(prompt, "sim:", 4) == 0)
+	{
+		const char *spec = prompt + 4;
+		const char *space = memchr(spec, ' ', plen - 4);
+
+		parse_model(spec, space ? (size_t) (space - spec) : plen - 4, &b, &o);
+	}
 	if (ep->has_override)
 		b = ep->override;
 

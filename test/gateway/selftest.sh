@@ -92,6 +92,11 @@ check "ok: JSON content type" hdr_has '^content-type: application/json'
 chat gpt-4o-mini
 check "unknown model name behaves as ok" body_has '"model":"gpt-4o-mini"'
 
+chat ok "sim:status-503 the rest"
+check "prompt directive overrides the model" code_is 503
+chat status-500 "sim:ok the rest"
+check "prompt directive can make a failing model answer" eval 'code_is 200 && body_has "\"content\":\"echo: sim:ok the rest\""'
+
 CODE=$(curl -s -m 5 -o "$TMP/b" -w '%{http_code}' "$BASE/v1/models")
 check "models list" eval 'code_is 200 && body_has "\"object\":\"list\"" && body_has "\"id\":\"ok\""'
 
