@@ -19,7 +19,7 @@ OBJS = \
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"
@@ -34,6 +34,9 @@ include $(PGXS)
 
 $(EXTENSION)--$(EXTVERSION).sql: src/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
+
+# PGXS tracks no header dependencies: rebuild everything when one changes.
+$(OBJS): $(wildcard src/*.h)
 
 # Unit tests of the pure policy code: no server, no network.
 test/unit/test_policy: test/unit/test_policy.c src/policy.c src/policy.h

@@ -36,7 +36,7 @@
 
 #include "call_log.h"
 
-#define CALLLOG_NCOLUMNS	24
+#define CALLLOG_NCOLUMNS	26
 
 /* The prepared INSERT, and what it was prepared for. */
 static SPIPlanPtr calllog_plan = NULL;
@@ -89,6 +89,8 @@ calllog_append(const CallAttempt *a)
 	SET_VALUE(CStringGetTextDatum(a->role_name));
 	SET_VALUE(Int32GetDatum(MyProcPid));
 	SET_NULLABLE(a->prompt == NULL, CStringGetTextDatum(a->prompt));
+	SET_NULLABLE(a->ttft_ms < 0, Float8GetDatum(a->ttft_ms));
+	SET_NULLABLE(a->response_bytes < 0, Int32GetDatum(a->response_bytes));
 
 #undef SET_VALUE
 #undef SET_NULLABLE
@@ -121,7 +123,7 @@ calllog_prepare(void)
 		UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
 		TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
 		INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-		BOOLOID, TEXTOID, INT4OID, TEXTOID
+		BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
 	};
 	Oid			extension;
 	Oid			namespace;
@@ -158,10 +160,11 @@ calllog_prepare(void)
 					   " code, error_class, error, streaming, retry_after_ms,"
 					   " backoff_ms, outcome, request_id, model_returned,"
 					   " finish_reason, prompt_tokens, completion_tokens,"
-					   " new_connection, role_name, backend_pid, prompt)"
+					   " new_connection, role_name, backend_pid, prompt, ttft_ms,"
+					   " response_bytes)"
 					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
 					   " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
-					   " $23, $24)",
+					   " $23, $24, $25, $26)",
 					   quote_identifier(get_namespace_name(namespace)));
 		plan = SPI_prepare(sql, CALLLOG_NCOLUMNS, (Oid *) argtypes);
 		if (plan == NULL)

@@ -39,6 +39,8 @@ typedef struct CallAttempt
 	bool		new_connection; /* a connection was opened for it */
 	const char *role_name;		/* who ran the call */
 	const char *prompt;			/* only with ai_resilience.log_prompts */
+	double		ttft_ms;		/* time to first token (streams) or first byte; -1: none */
+	int			response_bytes; /* answer text received, partial or whole; -1: none */
 } CallAttempt;
 
 extern void calllog_append(const CallAttempt *attempt);

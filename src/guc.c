@@ -42,6 +42,10 @@ int			air_max_response_bytes = 16 * 1024 * 1024;
 bool		air_log_prompts = false;
 int			air_max_concurrency = 16;
 bool		air_progress = false;
+bool		air_stream = false;
+bool		air_stream_on_timeout = true;
+int			air_first_byte_timeout_ms = 100000;
+int			air_stream_idle_timeout_ms = 60000;
 
 /* An hour: no single wait of ours is meant to be longer. */
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
@@ -201,6 +205,44 @@ air_define_gucs(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("ai_resilience.stream",
+							 "Stream answers (Server-Sent Events) unless a call says otherwise.",
+							 NULL,
+							 &air_stream,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("ai_resilience.stream_on_timeout",
+							 "After a 524 or a first-byte timeout, stream the next attempt on that route.",
+							 "A long generation behind a proxy with a read timeout gets through when bytes flow.",
+							 &air_stream_on_timeout,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.first_byte_timeout",
+							"Time allowed from the start of an attempt to the first response byte.",
+							"0 disables it. Cloudflare's proxy gives up after 100 s (HTTP 524).",
+							&air_first_byte_timeout_ms,
+							100000,
+							0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.stream_idle_timeout",
+							"Longest gap allowed between two pieces of a streamed answer.",
+							"0 disables it. Keep-alive comments count as data.",
+							&air_stream_idle_timeout_ms,
+							60000,
+							0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("ai_resilience");
 }

@@ -25,6 +25,10 @@ extern int	air_max_response_bytes;
 extern bool air_log_prompts;
 extern int	air_max_concurrency;
 extern bool air_progress;
+extern bool air_stream;
+extern bool air_stream_on_timeout;
+extern int	air_first_byte_timeout_ms;
+extern int	air_stream_idle_timeout_ms;
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

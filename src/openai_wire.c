@@ -11,8 +11,15 @@
  * raising them, and a semantic-action walker picks out the few fields we
  * need.  A body nested deeper than MAX_JSON_DEPTH is refused before parsing,
  * since the parser recurses and would otherwise hit the stack depth check,
- * an ERROR unrelated to the attempt.  The only error this file can raise is
- * a failed conversion of valid UTF-8 into a non-UTF-8 server encoding.
+ * an ERROR unrelated to the attempt.  Numbers that jsonb could not store
+ * (an exponent beyond +-1000, a literal over 1000 characters) make the
+ * response unusable for the same reason.  The only error this file can
+ * raise is a failed conversion of valid UTF-8 into a non-UTF-8 server
+ * encoding.
+ *
+ * Streams (Server-Sent Events) are assembled as bytes arrive: complete
+ * events are taken from the front of the buffer, their data parsed as
+ * chunks, and only the joined content is kept.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +30,8 @@
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/json.h"
 
 #include "openai_wire.h"
@@ -32,6 +41,14 @@
 
 /* Longest dotted path we track, e.g. "choices.0.message.content". */
 #define MAX_PATH_LEN	128
+
+/* Largest exponent and longest literal of a number jsonb can surely store. */
+#define MAX_JSON_EXPONENT	1000
+#define MAX_NUMBER_LEN		1000
+
+/* Where the answer's text is in a whole response and in a stream chunk. */
+#define MESSAGE_CONTENT_PATH	"choices.0.message.content"
+#define DELTA_CONTENT_PATH		"choices.0.delta.content"
 
 /* One open object or array while walking a response. */
 typedef struct WalkLevel
@@ -45,12 +62,14 @@ typedef struct WalkLevel
 typedef struct ResponseWalk
 {
 	ChatAnswer *answer;
+	const char *content_path;	/* where the text is */
 	int			depth;			/* open containers */
 	WalkLevel	levels[MAX_JSON_DEPTH];
 	bool		root_is_object;
 	int			nchoices;
 	bool		content_seen;
 	bool		content_wrong_type;
+	bool		number_out_of_range;
 } ResponseWalk;
 
 static bool nesting_within(const char *body, size_t len, int max_depth);
@@ -62,6 +81,10 @@ static void walk_container_end(void *state);
 static void walk_field_start(void *state, char *fname, bool isnull);
 static void walk_element_start(void *state, bool isnull);
 static void walk_scalar(void *state, char *token, JsonTokenType tokentype);
+static void parse_json(const char *body, size_t len, const char *content_path,
+					   ChatAnswer *answer, ResponseWalk *walk);
+static bool number_storable(const char *token);
+static void take_event(StreamAssembly *stream, const char *data, size_t len);
 static char *utf8_to_server(char *utf8);
 
 /*
@@ -70,7 +93,7 @@ static char *utf8_to_server(char *utf8);
  */
 char *
 wire_build_chat_request(const ChatPrompt *common, const char *prompt,
-						const char *model, size_t *len)
+						const char *model, bool stream, size_t *len)
 {
 	StringInfoData buf;
 
@@ -93,6 +116,8 @@ wire_build_chat_request(const ChatPrompt *common, const char *prompt,
 		appendStringInfo(&buf, ",\"max_tokens\":%d", common->max_tokens);
 	if (common->has_temperature)
 		appendStringInfo(&buf, ",\"temperature\":%.17g", common->temperature);
+	if (stream)
+		appendStringInfoString(&buf, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
 	appendStringInfoChar(&buf, '}');
 
 	*len = buf.len;
@@ -100,14 +125,74 @@ wire_build_chat_request(const ChatPrompt *common, const char *prompt,
 }
 
 /*
+ * Build the JSON body for a caller's whole chat-completions request: the
+ * request as given, with "model" set to this route's model and "stream" /
+ * "stream_options" set by our own choice to stream.  Every other field
+ * passes through untouched.  The result is UTF-8.
+ */
+char *
+wire_build_full_request(Jsonb *request, const char *model, bool stream,
+						size_t *len)
+{
+	StringInfoData ours;
+	Datum		body = JsonbPGetDatum(request);
+	Jsonb	   *result;
+	char	   *text;
+
+	body = DirectFunctionCall2(jsonb_delete, body, CStringGetTextDatum("stream"));
+	body = DirectFunctionCall2(jsonb_delete, body,
+							   CStringGetTextDatum("stream_options"));
+
+	initStringInfo(&ours);
+	appendStringInfoString(&ours, "{\"model\":");
+	escape_json(&ours, model);
+	if (stream)
+		appendStringInfoString(&ours, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+	appendStringInfoChar(&ours, '}');
+	body = DirectFunctionCall2(jsonb_concat, body,
+							   DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum(ours.data)));
+
+	result = DatumGetJsonbP(body);
+	text = JsonbToCString(NULL, &result->root, VARSIZE(result));
+	text = pg_server_to_any(text, strlen(text), PG_UTF8);
+	*len = strlen(text);
+	return text;
+}
+
+/*
  * Read a chat-completions response body (success or error).  Never raises
- * on malformed input: answer->problem says what is wrong, and is NULL only
- * when choices[0].message.content is a string.
+ * on malformed input: answer->problem says what makes it unusable as a
+ * response, answer->content_problem what makes its content unusable as text
+ * (a tool call has no text, yet is a usable response).
  */
 void
 wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 {
-	ResponseWalk *walk;
+	ResponseWalk walk;
+
+	parse_json(body, len, MESSAGE_CONTENT_PATH, answer, &walk);
+	if (answer->problem == NULL && walk.nchoices == 0)
+		answer->problem = "response has no choices";
+	if (answer->problem)
+		return;
+	if (walk.content_wrong_type)
+		answer->content_problem = "message content is not a string";
+	else if (!walk.content_seen)
+		answer->content_problem = "message content is missing or null";
+	else if (answer->content == NULL)
+		answer->content_problem = "message content is not valid UTF-8";
+}
+
+/*
+ * Walk one JSON document, filling answer with the fields we know (content
+ * from content_path) and walk with what was seen.  answer->problem is set
+ * when the document is not a usable JSON object without an error.
+ */
+static void
+parse_json(const char *body, size_t len, const char *content_path,
+		   ChatAnswer *answer, ResponseWalk *walk)
+{
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
@@ -115,6 +200,9 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 	memset(answer, 0, sizeof(*answer));
 	answer->prompt_tokens = -1;
 	answer->completion_tokens = -1;
+	memset(walk, 0, sizeof(*walk));
+	walk->answer = answer;
+	walk->content_path = content_path;
 
 	if (body == NULL || len == 0)
 	{
@@ -131,9 +219,6 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 		answer->problem = "response JSON nested too deeply";
 		return;
 	}
-
-	walk = palloc0(sizeof(ResponseWalk));
-	walk->answer = answer;
 
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = walk;
@@ -154,17 +239,10 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 								   json_errdetail(result, lex));
 	else if (!walk->root_is_object)
 		answer->problem = "response is not a JSON object";
+	else if (walk->number_out_of_range)
+		answer->problem = "response has a number out of range";
 	else if (answer->error_message || answer->error_type || answer->error_code)
 		answer->problem = "response carries an error";
-	else if (walk->nchoices == 0)
-		answer->problem = "response has no choices";
-	else if (walk->content_wrong_type)
-		answer->problem = "message content is not a string";
-	else if (!walk->content_seen)
-		answer->problem = "message content is missing or null";
-	else if (answer->content == NULL)
-		answer->problem = "message content is not valid UTF-8";
-	pfree(walk);
 }
 
 /*
@@ -236,7 +314,7 @@ walk_container_start(ResponseWalk *walk, bool is_array)
 	value_path(walk, path);
 	if (walk->depth == 0)
 		walk->root_is_object = !is_array;
-	else if (strcmp(path, "choices.0.message.content") == 0)
+	else if (strcmp(path, walk->content_path) == 0)
 		walk->content_wrong_type = true;
 
 	/* nesting_within() bounded the depth before parsing began */
@@ -304,7 +382,10 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 
 	value_path(walk, path);
 
-	if (strcmp(path, "choices.0.message.content") == 0)
+	if (tokentype == JSON_TOKEN_NUMBER && !number_storable(token))
+		walk->number_out_of_range = true;
+
+	if (strcmp(path, walk->content_path) == 0)
 	{
 		if (is_string)
 		{
@@ -331,6 +412,203 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 		answer->error_type = utf8_to_server(token);
 	else if (strcmp(path, "error.code") == 0 && !is_null)
 		answer->error_code = utf8_to_server(token);
+}
+
+/* Can jsonb store this number literal without an error? */
+static bool
+number_storable(const char *token)
+{
+	const char *exponent = strpbrk(token, "eE");
+
+	if (strlen(token) > MAX_NUMBER_LEN)
+		return false;
+	return exponent == NULL ||
+		labs(strtol(exponent + 1, NULL, 10)) <= MAX_JSON_EXPONENT;
+}
+
+/* Start assembling a stream whose content may grow to max_content bytes. */
+void
+wire_stream_init(StreamAssembly *stream, size_t max_content)
+{
+	memset(stream, 0, sizeof(*stream));
+	initStringInfo(&stream->content);
+	stream->max_content = max_content;
+	stream->prompt_tokens = -1;
+	stream->completion_tokens = -1;
+}
+
+/*
+ * Take every complete event from the front of buf into the assembly and
+ * return how many bytes were used; the caller drops them.  An event ends
+ * with a blank line; lines end with "\n", "\r\n" or "\r".  With at_end the
+ * stream is over, so a last event without its blank line counts too.
+ * Comment lines (":" keep-alives) and fields other than data are skipped.
+ */
+size_t
+wire_stream_feed(StreamAssembly *stream, const char *buf, size_t len,
+				 bool at_end)
+{
+	StringInfoData data;
+	size_t		used = 0;		/* bytes of the events taken */
+	size_t		pos = 0;		/* start of the next line */
+	bool		has_data = false;
+
+	initStringInfo(&data);
+	for (;;)
+	{
+		const char *line = buf + pos;
+		size_t		line_len = 0;
+		size_t		end_len = 0;
+		bool		last = false;
+
+		while (pos + line_len < len && line[line_len] != '\n' &&
+			   line[line_len] != '\r')
+			line_len++;
+		if (pos + line_len == len)
+		{
+			/* no line end yet: wait for more, unless the stream is over */
+			if (!at_end)
+				break;
+			last = true;
+		}
+		else if (line[line_len] == '\n')
+			end_len = 1;
+		else if (pos + line_len + 1 < len)
+			end_len = line[line_len + 1] == '\n' ? 2 : 1;
+		else if (at_end)
+			end_len = 1;
+		else
+			break;				/* a "\r" whose "\n" may still come */
+
+		if (line_len >= 5 && memcmp(line, "data:", 5) == 0)
+		{
+			size_t		skip = (line_len > 5 && line[5] == ' ') ? 6 : 5;
+
+			if (has_data)
+				appendStringInfoChar(&data, '\n');
+			appendBinaryStringInfo(&data, line + skip, line_len - skip);
+			has_data = true;
+		}
+		pos += line_len + end_len;
+
+		/* a blank line, or the end of the stream, ends the event */
+		if (line_len == 0 || last)
+		{
+			if (has_data)
+				take_event(stream, data.data, data.len);
+			resetStringInfo(&data);
+			has_data = false;
+			used = pos;
+		}
+		if (last || pos == len)
+			break;
+	}
+	/* a stream that is over ends its last event, blank line or not */
+	if (at_end)
+	{
+		if (has_data)
+			take_event(stream, data.data, data.len);
+		used = len;
+	}
+	pfree(data.data);
+	return used;
+}
+
+/* Fold one event's data into the assembly. */
+static void
+take_event(StreamAssembly *stream, const char *data, size_t len)
+{
+	ChatAnswer	chunk;
+	ResponseWalk walk;
+
+	if (stream->done || stream->problem || stream->error_message ||
+		stream->error_type || stream->error_code)
+		return;					/* nothing after these counts */
+	if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+	{
+		stream->done = true;
+		return;
+	}
+
+	parse_json(data, len, DELTA_CONTENT_PATH, &chunk, &walk);
+	if (chunk.error_message || chunk.error_type || chunk.error_code)
+	{
+		stream->error_message = chunk.error_message;
+		stream->error_type = chunk.error_type;
+		stream->error_code = chunk.error_code;
+		return;
+	}
+	if (chunk.problem)
+	{
+		stream->problem = chunk.problem;
+		return;
+	}
+	if (walk.content_wrong_type || (walk.content_seen && chunk.content == NULL))
+	{
+		stream->problem = "a chunk's delta content is not a UTF-8 string";
+		return;
+	}
+	if (chunk.content)
+	{
+		if (stream->content.len + strlen(chunk.content) > stream->max_content)
+		{
+			stream->problem = "streamed content larger than ai_resilience.max_response_bytes";
+			return;
+		}
+		appendStringInfoString(&stream->content, chunk.content);
+	}
+	if (chunk.finish_reason)
+		stream->finish_reason = chunk.finish_reason;
+	if (chunk.model)
+		stream->model = chunk.model;
+	if (chunk.prompt_tokens >= 0)
+		stream->prompt_tokens = chunk.prompt_tokens;
+	if (chunk.completion_tokens >= 0)
+		stream->completion_tokens = chunk.completion_tokens;
+}
+
+/*
+ * The whole chat.completion response equivalent to an assembled stream, as
+ * JSON text in the server encoding: the model, one choice with the content
+ * and finish_reason, and the usage when the stream carried it.
+ */
+char *
+wire_stream_response(const StreamAssembly *stream)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"object\":\"chat.completion\",\"model\":");
+	if (stream->model)
+		escape_json(&out, stream->model);
+	else
+		appendStringInfoString(&out, "null");
+	appendStringInfoString(&out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+	escape_json(&out, stream->content.data);
+	appendStringInfoString(&out, "},\"finish_reason\":");
+	if (stream->finish_reason)
+		escape_json(&out, stream->finish_reason);
+	else
+		appendStringInfoString(&out, "null");
+	appendStringInfoString(&out, "}]");
+	if (stream->prompt_tokens >= 0 && stream->completion_tokens >= 0)
+		appendStringInfo(&out, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
+						 stream->prompt_tokens, stream->completion_tokens,
+						 stream->prompt_tokens + stream->completion_tokens);
+	appendStringInfoChar(&out, '}');
+	return out.data;
+}
+
+/*
+ * A whole response body as text in the server encoding, or NULL when it is
+ * not valid UTF-8.
+ */
+char *
+wire_response_text(const char *body, size_t len)
+{
+	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
+		return NULL;
+	return pg_any_to_server(body, len, PG_UTF8);
 }
 
 /*

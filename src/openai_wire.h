@@ -8,6 +8,9 @@
 #ifndef AIR_OPENAI_WIRE_H
 #define AIR_OPENAI_WIRE_H
 
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
 /* The parts of a chat request that are the same for every route. */
 typedef struct ChatPrompt
 {
@@ -31,13 +34,40 @@ typedef struct ChatAnswer
 	char	   *error_message;	/* error.message (or error as a string) */
 	char	   *error_type;		/* error.type */
 	char	   *error_code;		/* error.code */
-	const char *problem;		/* why it is not a usable answer, or NULL */
+	const char *problem;		/* why it is not a usable response, or NULL */
+	const char *content_problem;	/* why content is not usable text, or NULL */
 } ChatAnswer;
+
+/*
+ * A streamed answer, assembled event by event.  Strings are in the server
+ * encoding.
+ */
+typedef struct StreamAssembly
+{
+	StringInfoData content;		/* choices[0].delta.content, joined */
+	size_t		max_content;	/* content beyond this is a problem */
+	char	   *finish_reason;
+	char	   *model;
+	int			prompt_tokens;	/* from the usage chunk; -1 when absent */
+	int			completion_tokens;
+	bool		done;			/* "data: [DONE]" arrived */
+	char	   *error_message;	/* an event carried an error */
+	char	   *error_type;
+	char	   *error_code;
+	const char *problem;		/* the first unusable event, or NULL */
+} StreamAssembly;
 
 extern char *wire_build_chat_request(const ChatPrompt *common,
 									 const char *prompt, const char *model,
-									 size_t *len);
+									 bool stream, size_t *len);
+extern char *wire_build_full_request(Jsonb *request, const char *model,
+									 bool stream, size_t *len);
 extern void wire_parse_chat_response(const char *body, size_t len,
 									 ChatAnswer *answer);
+extern void wire_stream_init(StreamAssembly *stream, size_t max_content);
+extern size_t wire_stream_feed(StreamAssembly *stream, const char *buf,
+							   size_t len, bool at_end);
+extern char *wire_stream_response(const StreamAssembly *stream);
+extern char *wire_response_text(const char *body, size_t len);
 
 #endif							/* AIR_OPENAI_WIRE_H */

@@ -30,7 +30,9 @@ CREATE TABLE ai_call_log (
     new_connection    boolean,
     role_name         name NOT NULL,
     backend_pid       integer NOT NULL,
-    prompt            text
+    prompt            text,
+    ttft_ms           double precision,
+    response_bytes    integer
 );
 ALTER SEQUENCE ai_call_log_id_seq OWNED BY ai_call_log.id;
 
@@ -54,12 +56,13 @@ CREATE FUNCTION ai_chat(
     system_prompt text DEFAULT NULL,
     max_tokens    integer DEFAULT NULL,
     temperature   double precision DEFAULT NULL,
-    on_error      text DEFAULT 'raise')
+    on_error      text DEFAULT 'raise',
+    stream        boolean DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'ai_chat'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text) IS
+COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) IS
     'Send one prompt to the first route that answers, with retries and fallback; every attempt is logged in ai_call_log';
 
 CREATE FUNCTION ai_chat_batch(
@@ -68,12 +71,13 @@ CREATE FUNCTION ai_chat_batch(
     system_prompt text DEFAULT NULL,
     max_tokens    integer DEFAULT NULL,
     temperature   double precision DEFAULT NULL,
-    on_error      text DEFAULT 'null')
+    on_error      text DEFAULT 'null',
+    stream        boolean DEFAULT NULL)
 RETURNS TABLE (ord integer, response text, call_id uuid, attempts integer, error text)
 AS 'MODULE_PATHNAME', 'ai_chat_batch'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION ai_chat_batch(text[], text[], text, integer, double precision, text) IS
+COMMENT ON FUNCTION ai_chat_batch(text[], text[], text, integer, double precision, text, boolean) IS
     'Send many prompts at once (up to ai_resilience.max_concurrency in flight), each with the full retry and fallback policy; one row per prompt, in order';
 
 CREATE FUNCTION ai_chat_batch_keyed(
@@ -83,10 +87,23 @@ CREATE FUNCTION ai_chat_batch_keyed(
     system_prompt text DEFAULT NULL,
     max_tokens    integer DEFAULT NULL,
     temperature   double precision DEFAULT NULL,
-    on_error      text DEFAULT 'null')
+    on_error      text DEFAULT 'null',
+    stream        boolean DEFAULT NULL)
 RETURNS TABLE (key anyelement, response text, call_id uuid, attempts integer, error text)
 AS 'MODULE_PATHNAME', 'ai_chat_batch_keyed'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text) IS
+COMMENT ON FUNCTION ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text, boolean) IS
     'ai_chat_batch that returns the caller''s key with each row, so results join back to the rows they came from';
+
+CREATE FUNCTION ai_chat_complete(
+    request  jsonb,
+    models   text[] DEFAULT NULL,
+    on_error text DEFAULT 'raise',
+    stream   boolean DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'ai_chat_complete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_complete(jsonb, text[], text, boolean) IS
+    'Send a whole chat-completions request (model set per route) with retries and fallback; returns the whole response';

@@ -33,6 +33,9 @@ static int64_t parse_http_date(const char *text);
 static const char *const class_names[] = {
 	[CLASS_SUCCESS] = NULL,
 	[CLASS_CONNECT] = "connect",
+	[CLASS_CONNECT_TIMEOUT] = "connect_timeout",
+	[CLASS_FIRST_BYTE_TIMEOUT] = "first_byte_timeout",
+	[CLASS_IDLE_TIMEOUT] = "idle_timeout",
 	[CLASS_TIMEOUT] = "timeout",
 	[CLASS_RESET] = "reset",
 	[CLASS_TRANSPORT] = "transport",
@@ -46,6 +49,8 @@ static const char *const class_names[] = {
 	[CLASS_CONTENT_POLICY] = "content_policy",
 	[CLASS_HTTP_4XX] = "http_4xx",
 	[CLASS_BAD_RESPONSE] = "bad_response",
+	[CLASS_STREAM_ERROR] = "stream_error",
+	[CLASS_STREAM_CUT] = "stream_cut",
 	[CLASS_DEADLINE] = "deadline",
 	[CLASS_CANCELLED] = "cancelled",
 };
@@ -76,17 +81,27 @@ policy_classify(const AttemptFacts *facts, bool *retryable)
 		case TRANSPORT_OK:
 			break;
 		case TRANSPORT_CONNECT:
-		case TRANSPORT_CONNECT_TIMEOUT:
 			*retryable = true;
 			return CLASS_CONNECT;
+		case TRANSPORT_CONNECT_TIMEOUT:
 		case TRANSPORT_TIMEOUT:
 			/* a timeout imposed by the deadline leaves no time to retry */
 			if (facts->cut_by_deadline)
 				return CLASS_DEADLINE;
 			*retryable = true;
-			return CLASS_TIMEOUT;
+			return facts->transport == TRANSPORT_TIMEOUT ?
+				CLASS_TIMEOUT : CLASS_CONNECT_TIMEOUT;
+		case TRANSPORT_FIRST_BYTE_TIMEOUT:
+			*retryable = true;
+			return CLASS_FIRST_BYTE_TIMEOUT;
+		case TRANSPORT_IDLE_TIMEOUT:
+			*retryable = true;
+			return CLASS_IDLE_TIMEOUT;
 		case TRANSPORT_RESET:
 			*retryable = true;
+			/* a stream that began well and broke off is a cut stream */
+			if (facts->streaming && status >= 200 && status < 300)
+				return CLASS_STREAM_CUT;
 			return CLASS_RESET;
 		case TRANSPORT_TOO_LARGE:
 			/* the same request would bring the same oversized answer */
@@ -100,8 +115,13 @@ policy_classify(const AttemptFacts *facts, bool *retryable)
 	{
 		if (facts->answer_ok)
 			return CLASS_SUCCESS;
-		/* malformed or empty: a broken upstream, worth another try */
-		cls = CLASS_BAD_RESPONSE;
+		/* a broken stream or body: an upstream failure, worth another try */
+		if (facts->stream_failure == STREAM_ERROR_EVENT)
+			cls = CLASS_STREAM_ERROR;
+		else if (facts->stream_failure == STREAM_CUT)
+			cls = CLASS_STREAM_CUT;
+		else
+			cls = CLASS_BAD_RESPONSE;
 		*retryable = true;
 	}
 	else if (status == 408 || status == 504 || status == 524)
@@ -283,6 +303,22 @@ policy_decide(AttemptClass cls, bool retryable, int retries_taken,
 
 	decision.outcome = route_left ? OUTCOME_FALLBACK : OUTCOME_FAILED;
 	return decision;
+}
+
+/*
+ * Should the next attempt on a route stream?  A non-streaming attempt that
+ * got no response in time (a gateway's 524, or our first-byte timeout) is
+ * likely a long generation cut by a proxy's read timeout; streaming keeps
+ * bytes flowing through it.  Otherwise the attempt's own choice stands.
+ */
+bool
+policy_stream_next(AttemptClass cls, int http_status, bool was_streaming,
+				   bool stream_on_timeout)
+{
+	if (was_streaming || !stream_on_timeout)
+		return was_streaming;
+	return cls == CLASS_FIRST_BYTE_TIMEOUT ||
+		(cls == CLASS_TIMEOUT && http_status == 524);
 }
 
 /*

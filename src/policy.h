@@ -26,6 +26,8 @@ typedef enum TransportFailure
 	TRANSPORT_OK = 0,			/* a whole HTTP response arrived */
 	TRANSPORT_CONNECT,			/* refused, unresolvable, TLS handshake */
 	TRANSPORT_CONNECT_TIMEOUT,	/* no connection within connect_timeout */
+	TRANSPORT_FIRST_BYTE_TIMEOUT,	/* no response byte within first_byte_timeout */
+	TRANSPORT_IDLE_TIMEOUT,		/* a stream went quiet past its idle timeout */
 	TRANSPORT_TIMEOUT,			/* connected, but no whole answer in time */
 	TRANSPORT_RESET,			/* connection dropped mid-response */
 	TRANSPORT_TOO_LARGE,		/* response over max_response_bytes */
@@ -37,6 +39,9 @@ typedef enum AttemptClass
 {
 	CLASS_SUCCESS = 0,
 	CLASS_CONNECT,
+	CLASS_CONNECT_TIMEOUT,
+	CLASS_FIRST_BYTE_TIMEOUT,
+	CLASS_IDLE_TIMEOUT,
 	CLASS_TIMEOUT,
 	CLASS_RESET,
 	CLASS_TRANSPORT,
@@ -50,6 +55,8 @@ typedef enum AttemptClass
 	CLASS_CONTENT_POLICY,
 	CLASS_HTTP_4XX,
 	CLASS_BAD_RESPONSE,
+	CLASS_STREAM_ERROR,
+	CLASS_STREAM_CUT,
 	CLASS_DEADLINE,
 	CLASS_CANCELLED
 } AttemptClass;
@@ -63,6 +70,15 @@ typedef enum AttemptOutcome
 	OUTCOME_FAILED				/* no route left: the call fails */
 } AttemptOutcome;
 
+/* How a stream that began with a 2xx ended, when it did not end well. */
+typedef enum StreamFailure
+{
+	STREAM_OK = 0,				/* not streamed, or ended with [DONE] */
+	STREAM_ERROR_EVENT,			/* an event carried an error */
+	STREAM_CUT,					/* ended before [DONE] or a finish_reason */
+	STREAM_BAD_CHUNK			/* an event was not a usable chunk */
+} StreamFailure;
+
 /* What the policy needs to know about one finished attempt. */
 typedef struct AttemptFacts
 {
@@ -70,6 +86,8 @@ typedef struct AttemptFacts
 	bool		cut_by_deadline;	/* its timeout was the call's deadline */
 	int			http_status;	/* 0 when no response arrived */
 	bool		answer_ok;		/* a 2xx body with a usable answer */
+	bool		streaming;		/* the attempt asked for a stream */
+	StreamFailure stream_failure;	/* how a streamed 2xx answer failed */
 	const char *error_code;		/* upstream error.code, or NULL */
 	const char *error_type;		/* upstream error.type, or NULL */
 	const char *error_message;	/* upstream error.message, or NULL */
@@ -103,6 +121,8 @@ extern RetryDecision policy_decide(AttemptClass cls, bool retryable,
 								   const RetrySettings *settings,
 								   double random_fraction, int64_t ms_left,
 								   bool route_left);
+extern bool policy_stream_next(AttemptClass cls, int http_status,
+							   bool was_streaming, bool stream_on_timeout);
 extern void policy_route_at(int route_index, int nendpoints,
 							int *model_index, int *endpoint_index);
 extern const char *policy_class_name(AttemptClass cls);

@@ -68,6 +68,9 @@ typedef struct RunState
 static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
 							TimestampTz now, bool *done);
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
+static bool is_event_stream(const TransportRequest *request);
+static void feed_stream(ChatCall *call, bool at_end);
+static void read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts);
 static void complete_attempt(RunState *run, ChatCall *call);
 static void finish_call(RunState *run, ChatCall *call, bool succeeded,
 						int sqlstate, const char *last_error);
@@ -77,7 +80,6 @@ static char *attempt_error_text(const CallSettings *settings,
 								const TransportRequest *request,
 								const ChatAnswer *answer, AttemptClass cls);
 static char *redact_keys(const CallSettings *settings, const char *text);
-static long ms_until(TimestampTz from, TimestampTz to);
 
 /*
  * Read the settings for a run: endpoints, keys, limits, the models to try
@@ -159,6 +161,10 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	settings->deadline_ms = air_deadline_ms;
 	settings->max_response_bytes = air_max_response_bytes;
 	settings->log_prompts = air_log_prompts;
+	settings->stream = air_stream;
+	settings->stream_on_timeout = air_stream_on_timeout;
+	settings->first_byte_timeout_ms = air_first_byte_timeout_ms;
+	settings->stream_idle_timeout_ms = air_stream_idle_timeout_ms;
 	settings->max_in_flight = max_in_flight;
 	settings->role_name = GetUserNameFromId(GetUserId(), false);
 }
@@ -233,10 +239,20 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 			}
 
 			/* sleep until a transfer ends or the next backoff is over */
-			timeout_ms = next_ready ? ms_until(now, next_ready) : 60 * 1000L;
+			timeout_ms = next_ready ?
+				TimestampDifferenceMilliseconds(now, next_ready) : 60 * 1000L;
 			nfinished = transport_wait(timeout_ms, finished, FINISHED_BATCH);
 			for (i = 0; i < nfinished; i++)
 				complete_attempt(&run, (ChatCall *) finished[i]->caller_data);
+
+			/* take in what streams in flight have received so far */
+			dlist_foreach_modify(iter, &run.active)
+			{
+				ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
+
+				if (call->request != NULL && call->streaming)
+					feed_stream(call, false);
+			}
 		}
 	}
 	PG_CATCH();
@@ -297,6 +313,7 @@ admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
 	call->deadline_at = TimestampTzPlusMilliseconds(now, run->settings->deadline_ms);
 	call->ready_at = now;
 	call->body_model = -1;
+	call->stream_on_route = run->settings->stream;
 	dlist_push_tail(&run->active, &call->node);
 	return call;
 }
@@ -306,7 +323,7 @@ static void
 start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 {
 	const CallSettings *settings = run->settings;
-	long		ms_left = ms_until(now, call->deadline_at);
+	long		ms_left = TimestampDifferenceMilliseconds(now, call->deadline_at);
 	TransportRequest *request;
 	MemoryContext old_context;
 	int			model_index;
@@ -320,27 +337,52 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 
 	policy_route_at(call->route_index, settings->nendpoints,
 					&model_index, &endpoint_index);
+	call->streaming = call->stream_on_route;
 
+	/* the body depends on the model and on streaming, not on the endpoint */
 	old_context = MemoryContextSwitchTo(call->memory);
-	if (call->body_model != model_index)
+	if (call->body_model != model_index || call->body_streams != call->streaming)
 	{
+		const char *model = settings->models[model_index];
+
 		if (call->body)
 			pfree(call->body);
-		call->body = wire_build_chat_request(run->common, call->prompt,
-											 settings->models[model_index],
-											 &call->body_len);
+		if (call->request_json)
+			call->body = wire_build_full_request(call->request_json, model,
+												 call->streaming,
+												 &call->body_len);
+		else
+			call->body = wire_build_chat_request(run->common, call->prompt,
+												 model, call->streaming,
+												 &call->body_len);
 		call->body_model = model_index;
+		call->body_streams = call->streaming;
 	}
+
+	/* what the last attempt received goes before this one starts */
+	if (call->attempt_memory == NULL)
+		call->attempt_memory = AllocSetContextCreate(call->memory,
+													 "ai_resilience attempt",
+													 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(call->attempt_memory);
+	MemoryContextSwitchTo(call->attempt_memory);
+	wire_stream_init(&call->stream, settings->max_response_bytes);
+	call->first_token_at = 0;
 
 	request = palloc0(sizeof(TransportRequest));
 	request->url = settings->endpoints[endpoint_index].chat_url;
 	request->body = call->body;
 	request->body_len = call->body_len;
 	request->api_key = settings->endpoints[endpoint_index].api_key;
+	request->stream = call->streaming;
 	request->connect_timeout_ms = Min(settings->connect_timeout_ms, ms_left);
+	request->first_byte_timeout_ms = settings->first_byte_timeout_ms;
+	request->idle_timeout_ms = call->streaming ?
+		settings->stream_idle_timeout_ms : 0;
 	request->timeout_ms = Min(settings->request_timeout_ms, ms_left);
 	request->max_response_bytes = settings->max_response_bytes;
-	request->memory = call->memory;
+	request->memory = call->attempt_memory;
 	request->caller_data = call;
 	MemoryContextSwitchTo(old_context);
 
@@ -349,6 +391,113 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 	transport_start(request);
 	call->request = request;
 	run->in_flight++;
+}
+
+/* Is the request's answer a 2xx event stream (so far as it has come)? */
+static bool
+is_event_stream(const TransportRequest *request)
+{
+	return request->status_seen >= 200 && request->status_seen < 300 &&
+		pg_strncasecmp(request->content_type, "text/event-stream", 17) == 0;
+}
+
+/*
+ * Take what a streaming attempt has received into its assembly, and drop the
+ * bytes used.  Only a 2xx event stream is assembled; anything else (an error
+ * status, a server that ignored "stream") is read whole at the end.
+ */
+static void
+feed_stream(ChatCall *call, bool at_end)
+{
+	TransportRequest *request = call->request;
+	MemoryContext old_context;
+	size_t		used;
+
+	if (!is_event_stream(request))
+		return;
+
+	old_context = MemoryContextSwitchTo(call->attempt_memory);
+	used = wire_stream_feed(&call->stream, request->response,
+							request->response_len, at_end);
+	transport_consume(request, used);
+	if (call->first_token_at == 0 && call->stream.content.len > 0)
+		call->first_token_at = GetCurrentTimestamp();
+	MemoryContextSwitchTo(old_context);
+}
+
+/*
+ * Read a finished attempt's answer into answer and facts: a whole body, or
+ * what the stream assembled.
+ */
+static void
+read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts)
+{
+	TransportRequest *request = call->request;
+	StreamAssembly *stream = &call->stream;
+
+	memset(answer, 0, sizeof(*answer));
+	answer->prompt_tokens = answer->completion_tokens = -1;
+	facts->streaming = call->streaming;
+
+	/* a stream that broke off still counts what it delivered: it is billed */
+	if (call->streaming && is_event_stream(request))
+		feed_stream(call, true);
+	if (request->failure != TRANSPORT_OK)
+		return;
+
+	if (!call->streaming || !is_event_stream(request))
+	{
+		wire_parse_chat_response(request->response, request->response_len,
+								 answer);
+		facts->answer_ok = answer->problem == NULL &&
+			(call->request_json != NULL || answer->content_problem == NULL);
+		if (facts->answer_ok && call->request_json)
+		{
+			call->response_json = wire_response_text(request->response,
+													 request->response_len);
+			if (call->response_json == NULL)
+			{
+				answer->problem = "response is not valid UTF-8";
+				facts->answer_ok = false;
+			}
+		}
+		return;
+	}
+
+	answer->content = stream->content.data;
+	answer->finish_reason = stream->finish_reason;
+	answer->model = stream->model;
+	answer->prompt_tokens = stream->prompt_tokens;
+	answer->completion_tokens = stream->completion_tokens;
+	answer->error_message = stream->error_message;
+	answer->error_type = stream->error_type;
+	answer->error_code = stream->error_code;
+	if (stream->error_message || stream->error_type || stream->error_code)
+	{
+		facts->stream_failure = STREAM_ERROR_EVENT;
+		answer->problem = "the stream carried an error";
+	}
+	else if (stream->problem)
+	{
+		facts->stream_failure = STREAM_BAD_CHUNK;
+		answer->problem = stream->problem;
+	}
+	else if (!stream->done)
+	{
+		facts->stream_failure = STREAM_CUT;
+		answer->problem = "the stream ended before [DONE]";
+	}
+	else if (stream->finish_reason == NULL)
+	{
+		facts->stream_failure = STREAM_CUT;
+		answer->problem = "the stream ended without a finish_reason";
+	}
+	else
+	{
+		facts->answer_ok = true;
+		if (call->request_json)
+			call->response_json = wire_stream_response(stream);
+	}
 }
 
 /*
@@ -361,7 +510,7 @@ complete_attempt(RunState *run, ChatCall *call)
 	const CallSettings *settings = run->settings;
 	TransportRequest *request = call->request;
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext old_context = MemoryContextSwitchTo(call->memory);
+	MemoryContext old_context = MemoryContextSwitchTo(call->attempt_memory);
 	ChatAnswer	answer;
 	AttemptFacts facts;
 	AttemptClass cls;
@@ -371,27 +520,19 @@ complete_attempt(RunState *run, ChatCall *call)
 	CallAttempt attempt;
 	int			model_index;
 	int			endpoint_index;
-	bool		deadline_bound;
 	char	   *error_text;
 	char		label[16];
 
-	call->request = NULL;
 	run->in_flight--;
 
-	memset(&answer, 0, sizeof(answer));
-	answer.prompt_tokens = answer.completion_tokens = -1;
-	if (request->failure == TRANSPORT_OK)
-		wire_parse_chat_response(request->response, request->response_len,
-								 &answer);
+	memset(&facts, 0, sizeof(facts));
+	read_answer(call, &answer, &facts);
+	call->request = NULL;
 
 	/* an attempt cut short to fit the deadline timed out on the deadline */
-	deadline_bound = request->timeout_ms < settings->request_timeout_ms;
-
-	memset(&facts, 0, sizeof(facts));
 	facts.transport = request->failure;
-	facts.cut_by_deadline = deadline_bound;
+	facts.cut_by_deadline = request->timeout_ms < settings->request_timeout_ms;
 	facts.http_status = (int) request->http_status;
-	facts.answer_ok = request->failure == TRANSPORT_OK && answer.problem == NULL;
 	facts.error_code = answer.error_code;
 	facts.error_type = answer.error_type;
 	facts.error_message = answer.error_message;
@@ -403,7 +544,7 @@ complete_attempt(RunState *run, ChatCall *call)
 	decision = policy_decide(cls, retryable, call->retries_on_route,
 							 retry_after_ms, &settings->retry,
 							 pg_prng_double(&pg_global_prng_state),
-							 ms_until(now, call->deadline_at),
+							 TimestampDifferenceMilliseconds(now, call->deadline_at),
 							 call->route_index + 1 <
 							 settings->nmodels * settings->nendpoints);
 
@@ -423,7 +564,7 @@ complete_attempt(RunState *run, ChatCall *call)
 	attempt.http_status = (int) request->http_status;
 	attempt.error_class = cls;
 	attempt.error = error_text;
-	attempt.streaming = false;
+	attempt.streaming = call->streaming;
 	attempt.retry_after_ms = retry_after_ms;
 	attempt.backoff_ms = decision.outcome == OUTCOME_RETRY ? decision.wait_ms : -1;
 	attempt.outcome = decision.outcome;
@@ -435,10 +576,18 @@ complete_attempt(RunState *run, ChatCall *call)
 	attempt.new_connection = request->new_connection;
 	attempt.role_name = settings->role_name;
 	attempt.prompt = settings->log_prompts ? call->prompt : NULL;
+	attempt.ttft_ms = -1;
+	if (call->streaming && call->first_token_at != 0)
+		attempt.ttft_ms = (call->first_token_at - request->started_at) / 1000.0;
+	else if (!call->streaming && request->first_byte_at != 0)
+		attempt.ttft_ms = (request->first_byte_at - request->started_at) / 1000.0;
+	attempt.response_bytes = call->streaming ? (int) call->stream.content.len :
+		answer.content ? (int) strlen(answer.content) : -1;
 	calllog_append(&attempt);
 
-	/* the summary names a failure by its status, or by its class */
-	if (request->http_status > 0 && cls != CLASS_BAD_RESPONSE)
+	/* the summary names a failure by its status, or (after none or a 2xx) its class */
+	if (request->http_status > 0 &&
+		(request->http_status < 200 || request->http_status >= 300))
 		snprintf(label, sizeof(label), "%ld", request->http_status);
 	else
 		strlcpy(label, policy_class_name(cls) ? policy_class_name(cls) : "ok",
@@ -454,11 +603,15 @@ complete_attempt(RunState *run, ChatCall *call)
 		case OUTCOME_RETRY:
 			call->retries_on_route++;
 			call->ready_at = TimestampTzPlusMilliseconds(now, decision.wait_ms);
+			call->stream_on_route = policy_stream_next(cls, (int) request->http_status,
+													   call->streaming,
+													   settings->stream_on_timeout);
 			break;
 		case OUTCOME_FALLBACK:
 			call->route_index++;
 			call->retries_on_route = 0;
 			call->ready_at = now;
+			call->stream_on_route = settings->stream;
 			break;
 		case OUTCOME_FAILED:
 			finish_call(run, call, false,
@@ -513,12 +666,14 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 
 /*
  * Count an attempt in the call's summary: consecutive attempts on one route
- * with one label form a group.
+ * with one label form a group.  The summary outlives the attempt, so it
+ * lives in the call's memory.
  */
 static void
 summary_add(ChatCall *call, int route_index, const char *label)
 {
 	AttemptGroup *group = call->summary ? llast(call->summary) : NULL;
+	MemoryContext old_context;
 
 	if (group && group->route_index == route_index &&
 		strcmp(group->label, label) == 0)
@@ -526,11 +681,13 @@ summary_add(ChatCall *call, int route_index, const char *label)
 		group->count++;
 		return;
 	}
+	old_context = MemoryContextSwitchTo(call->memory);
 	group = palloc(sizeof(AttemptGroup));
 	group->route_index = route_index;
 	strlcpy(group->label, label, sizeof(group->label));
 	group->count = 1;
 	call->summary = lappend(call->summary, group);
+	MemoryContextSwitchTo(old_context);
 }
 
 /* The summary as text: "m1@gw1 502 x3; m2@gw1 timeout". */
@@ -590,7 +747,9 @@ attempt_error_text(const CallSettings *settings,
 	else if (answer->error_message)
 		text = pstrdup(answer->error_message);
 	else if (request->http_status >= 200 && request->http_status < 300)
-		text = pstrdup(answer->problem);
+		text = pstrdup(answer->problem ? answer->problem :
+					   answer->content_problem ? answer->content_problem :
+					   "unusable answer");
 	else
 		text = psprintf("HTTP %ld without an error message", request->http_status);
 
@@ -630,11 +789,3 @@ redact_keys(const CallSettings *settings, const char *text)
 	return result;
 }
 
-/* Milliseconds from one time to a later one, rounded up; 0 if not later. */
-static long
-ms_until(TimestampTz from, TimestampTz to)
-{
-	if (to <= from)
-		return 0;
-	return (long) ((to - from + 999) / 1000);
-}

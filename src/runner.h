@@ -11,6 +11,7 @@
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #include "openai_wire.h"
@@ -44,6 +45,10 @@ typedef struct CallSettings
 	int			deadline_ms;
 	size_t		max_response_bytes;
 	bool		log_prompts;
+	bool		stream;			/* first attempts on a route stream */
+	bool		stream_on_timeout;	/* stream after a 524 or first-byte timeout */
+	int			first_byte_timeout_ms;
+	int			stream_idle_timeout_ms;
 	int			max_in_flight;
 	char	   *role_name;
 } CallSettings;
@@ -51,13 +56,15 @@ typedef struct CallSettings
 /* One prompt's journey through the routes. */
 typedef struct ChatCall
 {
-	/* input, set by the source */
-	const char *prompt;			/* server encoding, never NULL */
+	/* input, set by the source: a prompt, or a whole request */
+	const char *prompt;			/* server encoding */
+	Jsonb	   *request_json;	/* a chat-completions request, or NULL */
 	int64		ordinal;		/* the caller's number for it */
 
 	/* result, set when the sink sees it; valid until the sink returns */
 	bool		succeeded;
-	char	   *content;		/* the answer */
+	char	   *content;		/* the answer's text (prompt calls) */
+	char	   *response_json;	/* the whole response (request calls) */
 	int			sqlstate;		/* failure: ERRCODE_AI_CALL_FAILED or _DEADLINE */
 	char	   *failure;		/* failure: a summary of the attempts */
 	char	   *last_error;		/* failure: the last attempt's error */
@@ -65,6 +72,7 @@ typedef struct ChatCall
 	/* private to runner.c */
 	dlist_node	node;
 	MemoryContext memory;		/* everything of this call */
+	MemoryContext attempt_memory;	/* the current attempt's; reset per attempt */
 	pg_uuid_t	call_id;
 	int			attempts;
 	int			route_index;
@@ -76,6 +84,11 @@ typedef struct ChatCall
 	char	   *body;			/* request body for body_model */
 	size_t		body_len;
 	int			body_model;		/* model index of body; -1: none */
+	bool		body_streams;	/* body asks for a stream */
+	bool		stream_on_route;	/* attempts on this route stream */
+	bool		streaming;		/* the current attempt streams */
+	StreamAssembly stream;		/* its answer so far */
+	TimestampTz first_token_at; /* when its first content arrived; 0: not yet */
 	List	   *summary;		/* AttemptGroup list, for the failure text */
 } ChatCall;
 

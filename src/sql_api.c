@@ -27,6 +27,7 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
@@ -35,6 +36,7 @@
 #include "runner.h"
 
 PG_FUNCTION_INFO_V1(ai_chat);
+PG_FUNCTION_INFO_V1(ai_chat_complete);
 PG_FUNCTION_INFO_V1(ai_chat_batch);
 PG_FUNCTION_INFO_V1(ai_chat_batch_keyed);
 
@@ -51,21 +53,24 @@ typedef enum OnError
 	ON_ERROR_NULL
 } OnError;
 
-/* The arguments every chat function shares, from 'models' on. */
+/* The arguments the prompt functions share, from 'models' on. */
 typedef struct ChatArguments
 {
 	List	   *models;
 	ChatPrompt	common;
 	OnError		on_error;
+	bool		stream;
 } ChatArguments;
 
-/* The one call of ai_chat, as source and sink of a run. */
+/* The one call of ai_chat or ai_chat_complete, as source and sink of a run. */
 typedef struct SingleCall
 {
 	const char *prompt;
+	Jsonb	   *request_json;
 	bool		taken;			/* the source has handed it out */
 	bool		succeeded;
 	char	   *content;		/* copied out of the run */
+	char	   *response_json;
 	int			sqlstate;
 	char	   *failure;
 	char	   *last_error;
@@ -105,6 +110,7 @@ static void read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
 								ChatArguments *args);
 static List *models_argument(FunctionCallInfo fcinfo, int argno);
 static OnError on_error_argument(FunctionCallInfo fcinfo, int argno);
+static bool stream_argument(FunctionCallInfo fcinfo, int argno);
 static void check_prompt(const char *argname, size_t len);
 static SourceResult single_source(void *arg, ChatCall *call);
 static void single_sink(void *arg, ChatCall *call);
@@ -135,12 +141,61 @@ ai_chat(PG_FUNCTION_ARGS)
 	read_chat_arguments(fcinfo, 1, &args);
 
 	runner_load_settings(&settings, args.models, 1);
+	settings.stream = args.stream;
 	runner_run(&settings, &args.common, single_source, single_sink, &single);
 
 	if (single.succeeded)
 		PG_RETURN_TEXT_P(cstring_to_text(single.content));
 
 	raise_call_failure(args.on_error == ON_ERROR_RAISE ? ERROR : WARNING,
+					   single.sqlstate, single.failure, single.last_error);
+	PG_RETURN_NULL();
+}
+
+/*
+ * ai_chat_complete(request, models, on_error, stream) sends a whole
+ * chat-completions request (messages, response_format, tools, any provider
+ * field) with "model" set per route, and returns the whole response; for a
+ * streamed call, the equivalent response assembled from the stream.
+ */
+Datum
+ai_chat_complete(PG_FUNCTION_ARGS)
+{
+	SingleCall	single;
+	ChatPrompt	common;
+	CallSettings settings;
+	List	   *models;
+	OnError		on_error;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+
+	memset(&single, 0, sizeof(single));
+	memset(&common, 0, sizeof(common));
+	single.request_json = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_OBJECT(single.request_json) ||
+		JB_ROOT_IS_SCALAR(single.request_json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("request must be a JSON object"),
+				 errhint("Pass a chat-completions request such as '{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'.")));
+	if (VARSIZE(single.request_json) > (Size) air_max_prompt_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("request is over ai_resilience.max_prompt_bytes (%d)",
+						air_max_prompt_bytes)));
+	models = models_argument(fcinfo, 1);
+	on_error = on_error_argument(fcinfo, 2);
+
+	runner_load_settings(&settings, models, 1);
+	settings.stream = stream_argument(fcinfo, 3);
+	runner_run(&settings, &common, single_source, single_sink, &single);
+
+	if (single.succeeded)
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in,
+											CStringGetDatum(single.response_json)));
+
+	raise_call_failure(on_error == ON_ERROR_RAISE ? ERROR : WARNING,
 					   single.sqlstate, single.failure, single.last_error);
 	PG_RETURN_NULL();
 }
@@ -207,7 +262,8 @@ read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
 		args->common.has_temperature = true;
 	}
 	argno++;
-	args->on_error = on_error_argument(fcinfo, argno);
+	args->on_error = on_error_argument(fcinfo, argno++);
+	args->stream = stream_argument(fcinfo, argno);
 }
 
 /*
@@ -277,6 +333,13 @@ on_error_argument(FunctionCallInfo fcinfo, int argno)
 	return ON_ERROR_RAISE;		/* keep the compiler quiet */
 }
 
+/* The stream argument; NULL means ai_resilience.stream. */
+static bool
+stream_argument(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? air_stream : PG_GETARG_BOOL(argno);
+}
+
 /* A prompt must be non-empty and within ai_resilience.max_prompt_bytes. */
 static void
 check_prompt(const char *argname, size_t len)
@@ -302,6 +365,7 @@ single_source(void *arg, ChatCall *call)
 		return SOURCE_DONE;
 	single->taken = true;
 	call->prompt = single->prompt;
+	call->request_json = single->request_json;
 	call->ordinal = 1;
 	return SOURCE_CALL;
 }
@@ -314,6 +378,7 @@ single_sink(void *arg, ChatCall *call)
 
 	single->succeeded = call->succeeded;
 	single->content = call->content ? pstrdup(call->content) : NULL;
+	single->response_json = call->response_json ? pstrdup(call->response_json) : NULL;
 	single->sqlstate = call->sqlstate;
 	single->failure = call->failure ? pstrdup(call->failure) : NULL;
 	single->last_error = call->last_error ? pstrdup(call->last_error) : NULL;
@@ -382,6 +447,7 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 		PG_RETURN_NULL();
 
 	runner_load_settings(&settings, args.models, air_max_concurrency);
+	settings.stream = args.stream;
 	batch.window = Min(batch.nprompts,
 					   BATCH_WINDOW_FACTOR * settings.max_in_flight);
 	batch.rows = palloc0(sizeof(BatchRow) * batch.window);

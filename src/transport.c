@@ -15,6 +15,15 @@
  * statement_timeout set the latch, and CHECK_FOR_INTERRUPTS then raises the
  * standard error (57014) from our own code, never from inside libcurl.
  *
+ * Timers: libcurl enforces the connect and whole-transfer timeouts.  The
+ * first-byte and idle timeouts are ours: every wait is bounded by the
+ * nearest of them, and a request past one is taken out of the multi handle
+ * and returned as finished with that failure.
+ *
+ * Streaming: a caller may read a request's body while it is in flight
+ * (between two transport_wait calls) and drop what it has used with
+ * transport_consume, so a long stream never holds its whole body.
+ *
  * Callback rules: libcurl calls back into this file (socket, timer, write,
  * header) from inside curl_multi_socket_action.  Those callbacks never
  * ereport, never palloc without MCXT_ALLOC_NO_OOM, and record failures in
@@ -75,6 +84,9 @@ static TimestampTz air_timer_due = 0;
 static int	air_callback_errno = 0;
 
 static void transport_init(void);
+static TimestampTz stall_time(const TransportRequest *request);
+static long ms_until_next_stall(TimestampTz now);
+static int	expire_stalled(TransportRequest **finished, int max_finished);
 static CURL *take_easy_handle(void);
 static void release_easy_handle(TransportRequest *request);
 static void finish_request(TransportRequest *request, CURLcode result);
@@ -96,9 +108,9 @@ transport_start(TransportRequest *request)
 {
 	struct curl_slist *headers = NULL;
 	struct curl_slist *grown;
-	static const char *const fixed_headers[] = {
+	const char *const fixed_headers[] = {
 		"Content-Type: application/json",
-		"Accept: application/json",
+		request->stream ? "Accept: text/event-stream" : "Accept: application/json",
 		/* a large body must not wait a second for "100 Continue" */
 		"Expect:"
 	};
@@ -154,6 +166,11 @@ transport_start(TransportRequest *request)
 	request->retry_after_ms[0] = '\0';
 	request->should_retry[0] = '\0';
 	request->request_id[0] = '\0';
+	request->content_type[0] = '\0';
+	request->status_seen = 0;
+	request->started_at = GetCurrentTimestamp();
+	request->first_byte_at = 0;
+	request->last_byte_at = 0;
 	request->easy = easy;
 	request->header_list = headers;
 
@@ -169,6 +186,12 @@ transport_start(TransportRequest *request)
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, request->timeout_ms);
 	/* never SIGALRM: PostgreSQL owns the process's signals and timers */
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/*
+	 * No CURLOPT_PIPEWAIT: it makes a transfer wait for a connection still
+	 * being set up in case it can multiplex, which over HTTP/1.1 queues
+	 * requests behind each other.  An established HTTP/2 connection is
+	 * multiplexed anyway.
+	 */
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, request->error);
@@ -211,13 +234,9 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 		return nfinished;
 
 	if (air_timer_armed)
-	{
-		long		secs;
-		int			usecs;
-
-		TimestampDifference(GetCurrentTimestamp(), air_timer_due, &secs, &usecs);
-		wait_ms = Min(wait_ms, secs * 1000 + (usecs + 999) / 1000);
-	}
+		wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															   air_timer_due));
+	wait_ms = Min(wait_ms, ms_until_next_stall(GetCurrentTimestamp()));
 
 	if (wait_ms > 0)
 	{
@@ -258,7 +277,25 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 				 errmsg("could not watch an HTTP connection: %m")));
 	}
 
-	return collect_finished(finished, max_finished);
+	nfinished = collect_finished(finished, max_finished);
+	return nfinished + expire_stalled(finished + nfinished,
+									  max_finished - nfinished);
+}
+
+/*
+ * Drop the first len bytes of a request's body, which the caller has used.
+ * The request may be in flight.
+ */
+void
+transport_consume(TransportRequest *request, size_t len)
+{
+	Assert(len <= request->response_len);
+	if (len < request->response_len)
+		memmove(request->response, request->response + len,
+				request->response_len - len);
+	request->response_len -= len;
+	if (request->response)
+		request->response[request->response_len] = '\0';
 }
 
 /*
@@ -287,6 +324,84 @@ transport_in_flight(void)
 {
 	return air_in_flight_count;
 }
+
+/* When a request stalls if no byte comes: 0 when it has no such timer. */
+static TimestampTz
+stall_time(const TransportRequest *request)
+{
+	if (request->first_byte_at == 0)
+		return request->first_byte_timeout_ms > 0 ?
+			TimestampTzPlusMilliseconds(request->started_at,
+										request->first_byte_timeout_ms) : 0;
+	return request->idle_timeout_ms > 0 ?
+		TimestampTzPlusMilliseconds(request->last_byte_at,
+									request->idle_timeout_ms) : 0;
+}
+
+/* Milliseconds until the first request in flight stalls; LONG_MAX if none. */
+static long
+ms_until_next_stall(TimestampTz now)
+{
+	dlist_iter	iter;
+	long		wait_ms = LONG_MAX;
+
+	dlist_foreach(iter, &air_in_flight)
+	{
+		TransportRequest *request = dlist_container(TransportRequest, node,
+													iter.cur);
+		TimestampTz stall = stall_time(request);
+
+		if (stall != 0)
+			wait_ms = Min(wait_ms, TimestampDifferenceMilliseconds(now, stall));
+	}
+	return wait_ms;
+}
+
+/*
+ * Take requests past their first-byte or idle timeout out of the multi
+ * handle, and return up to max_finished of them in finished[].
+ */
+static int
+expire_stalled(TransportRequest **finished, int max_finished)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_mutable_iter iter;
+	int			nexpired = 0;
+
+	dlist_foreach_modify(iter, &air_in_flight)
+	{
+		TransportRequest *request = dlist_container(TransportRequest, node,
+													iter.cur);
+		TimestampTz stall = stall_time(request);
+
+		if (nexpired == max_finished)
+			break;
+		if (stall == 0 || stall > now)
+			continue;
+
+		if (request->first_byte_at == 0)
+		{
+			request->failure = TRANSPORT_FIRST_BYTE_TIMEOUT;
+			snprintf(request->error, sizeof(request->error),
+					 "no response byte within %ld ms",
+					 request->first_byte_timeout_ms);
+		}
+		else
+		{
+			request->failure = TRANSPORT_IDLE_TIMEOUT;
+			snprintf(request->error, sizeof(request->error),
+					 "no data for %ld ms", request->idle_timeout_ms);
+		}
+		request->http_status = request->status_seen;
+		request->elapsed_us = now - request->started_at;
+		curl_multi_remove_handle(air_multi, request->easy);
+		release_easy_handle(request);
+		air_in_flight_count--;
+		finished[nexpired++] = request;
+	}
+	return nexpired;
+}
+
 
 /* Create the multi handle, the epoll set and the wait set on first use. */
 static void
@@ -556,6 +671,8 @@ on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t		len = size * nmemb;
 	size_t		needed = request->response_len + len + 1;
 
+	request->last_byte_at = GetCurrentTimestamp();
+
 	if (request->response_len + len > request->max_response_bytes)
 	{
 		request->response_too_large = true;
@@ -603,15 +720,24 @@ on_header(char *data, size_t size, size_t nmemb, void *userdata)
 		{"retry-after-ms", offsetof(TransportRequest, retry_after_ms)},
 		{"x-should-retry", offsetof(TransportRequest, should_retry)},
 		{"x-request-id", offsetof(TransportRequest, request_id)},
+		{"content-type", offsetof(TransportRequest, content_type)},
 	};
 	const char *colon;
 	size_t		name_len;
 	size_t		i;
 
+	request->last_byte_at = GetCurrentTimestamp();
+	if (request->first_byte_at == 0)
+		request->first_byte_at = request->last_byte_at;
+
 	if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
 	{
+		const char *space = memchr(data, ' ', len);
+
 		for (i = 0; i < lengthof(wanted); i++)
 			((char *) request + wanted[i].offset)[0] = '\0';
+		/* "HTTP/1.1 200 OK": the code, for readers of a body in flight */
+		request->status_seen = space ? atoi(space + 1) : 0;
 		return len;
 	}
 

@@ -8,6 +8,7 @@
 #ifndef AIR_TRANSPORT_H
 #define AIR_TRANSPORT_H
 
+#include "datatype/timestamp.h"
 #include "lib/ilist.h"
 
 #include "policy.h"
@@ -29,9 +30,12 @@ typedef struct TransportRequest
 	const char *body;
 	size_t		body_len;
 	const char *api_key;		/* NULL or "" sends no Authorization */
+	bool		stream;			/* ask for text/event-stream */
 	long		connect_timeout_ms;
+	long		first_byte_timeout_ms;	/* 0: none */
+	long		idle_timeout_ms;	/* after the first byte; 0: none */
 	long		timeout_ms;
-	size_t		max_response_bytes;
+	size_t		max_response_bytes; /* of the body not yet consumed */
 	MemoryContext memory;		/* holds the response body */
 	void	   *caller_data;	/* for the caller to find its own state */
 
@@ -48,6 +52,11 @@ typedef struct TransportRequest
 	char		retry_after_ms[TRANSPORT_HEADER_VALUE_SIZE];
 	char		should_retry[TRANSPORT_HEADER_VALUE_SIZE];
 	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		content_type[TRANSPORT_HEADER_VALUE_SIZE];
+	int			status_seen;	/* status line's code, as soon as it arrives */
+	TimestampTz started_at;
+	TimestampTz first_byte_at;	/* 0 until a response byte arrives */
+	TimestampTz last_byte_at;
 
 	/* private to transport.c */
 	void	   *easy;			/* the CURL handle while in flight */
@@ -59,6 +68,7 @@ typedef struct TransportRequest
 extern void transport_start(TransportRequest *request);
 extern int	transport_wait(long timeout_ms, TransportRequest **finished,
 						   int max_finished);
+extern void transport_consume(TransportRequest *request, size_t len);
 extern void transport_abort_all(void);
 extern int	transport_in_flight(void);
 

@@ -22,20 +22,26 @@ make -s -C test/gateway >/dev/null || { echo "simulator build failed"; exit 1; }
 
 passed=0
 failed=0
-count() {   # count "ok N"/"not ok N" lines of a TAP-ish log
-    passed=$((passed + $(grep -c '^ok ' "$1"))); failed=$((failed + $(grep -c '^not ok ' "$1")))
+count() {   # count "ok N"/"not ok N" lines of a log; $2: the step's exit code
+    local ok bad
+    ok=$(grep -c '^ok ' "$1"); bad=$(grep -c '^not ok ' "$1")
+    # a step that failed without saying which check failed is one failure
+    [ "$2" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+    passed=$((passed + ok)); failed=$((failed + bad))
 }
 mkdir -p test/results
 
 echo "== policy unit tests"
 make -s unitcheck > test/results/unit.log 2>&1
+rc=$?
 tail -1 test/results/unit.log
-count test/results/unit.log
+count test/results/unit.log $rc
 
 echo "== simulator self-test"
 test/gateway/selftest.sh > test/results/selftest.log 2>&1
+rc=$?
 tail -1 test/results/selftest.log
-count test/results/selftest.log
+count test/results/selftest.log $rc
 
 echo "== pg_regress suite"
 source test/scripts/sim.sh

@@ -126,8 +126,14 @@ test_classify(void)
 
 	check(classify_transport(TRANSPORT_CONNECT, false, &retryable) == CLASS_CONNECT &&
 		  retryable, "connection refused is a retryable connect");
-	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, false, &retryable) == CLASS_CONNECT &&
-		  retryable, "connect timeout is a retryable connect");
+	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, false, &retryable) == CLASS_CONNECT_TIMEOUT &&
+		  retryable, "connect timeout is a retryable connect_timeout");
+	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, true, &retryable) == CLASS_DEADLINE &&
+		  !retryable, "a connect timeout set by the deadline is a deadline");
+	check(classify_transport(TRANSPORT_FIRST_BYTE_TIMEOUT, false, &retryable) == CLASS_FIRST_BYTE_TIMEOUT &&
+		  retryable, "no first byte in time is a retryable first_byte_timeout");
+	check(classify_transport(TRANSPORT_IDLE_TIMEOUT, false, &retryable) == CLASS_IDLE_TIMEOUT &&
+		  retryable, "a stalled stream is a retryable idle_timeout");
 	check(classify_transport(TRANSPORT_TIMEOUT, false, &retryable) == CLASS_TIMEOUT &&
 		  retryable, "a transfer timeout is a retryable timeout");
 	check(classify_transport(TRANSPORT_TIMEOUT, true, &retryable) == CLASS_DEADLINE &&
@@ -136,6 +142,47 @@ test_classify(void)
 		  retryable, "a dropped connection is a retryable reset");
 	check(classify_transport(TRANSPORT_TOO_LARGE, false, &retryable) == CLASS_BAD_RESPONSE &&
 		  !retryable, "an oversized body is not retried on the same route");
+
+	memset(&facts, 0, sizeof(facts));
+	facts.transport = TRANSPORT_RESET;
+	facts.streaming = true;
+	facts.http_status = 200;
+	check(policy_classify(&facts, &retryable) == CLASS_STREAM_CUT && retryable,
+		  "a stream that broke off after a 200 is a retryable stream_cut");
+	facts.streaming = false;
+	check(policy_classify(&facts, &retryable) == CLASS_RESET && retryable,
+		  "a plain body that broke off is a reset");
+
+	memset(&facts, 0, sizeof(facts));
+	facts.http_status = 200;
+	facts.streaming = true;
+	facts.stream_failure = STREAM_ERROR_EVENT;
+	check(policy_classify(&facts, &retryable) == CLASS_STREAM_ERROR && retryable,
+		  "an error event in a stream is a retryable stream_error");
+	facts.stream_failure = STREAM_CUT;
+	check(policy_classify(&facts, &retryable) == CLASS_STREAM_CUT && retryable,
+		  "a stream without [DONE] is a retryable stream_cut");
+	facts.stream_failure = STREAM_BAD_CHUNK;
+	check(policy_classify(&facts, &retryable) == CLASS_BAD_RESPONSE && retryable,
+		  "an unparsable chunk is a retryable bad_response");
+}
+
+/* When the next attempt on a route streams. */
+static void
+test_stream_next(void)
+{
+	check(policy_stream_next(CLASS_TIMEOUT, 524, false, true),
+		  "a 524 makes the next attempt stream");
+	check(policy_stream_next(CLASS_FIRST_BYTE_TIMEOUT, 0, false, true),
+		  "a first-byte timeout makes the next attempt stream");
+	check(!policy_stream_next(CLASS_TIMEOUT, 0, false, true),
+		  "a plain transfer timeout does not");
+	check(!policy_stream_next(CLASS_HTTP_5XX, 502, false, true),
+		  "a 502 does not");
+	check(!policy_stream_next(CLASS_TIMEOUT, 524, false, false),
+		  "stream_on_timeout off: a 524 does not");
+	check(policy_stream_next(CLASS_HTTP_5XX, 500, true, false),
+		  "a streaming route keeps streaming");
 }
 
 /* Backoff doubling, its cap, and the jitter's range. */
@@ -259,6 +306,7 @@ main(void)
 	test_backoff();
 	test_retry_after();
 	test_decide();
+	test_stream_next();
 	test_routes();
 	printf("1..%d\n", checks_run);
 	printf("%d passed, %d failed\n", checks_run - checks_failed, checks_failed);
