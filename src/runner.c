@@ -11,10 +11,14 @@
  * waiting out its backoff holds no transfer slot: the single wait in
  * transport_wait covers transfers, backoff timers and interrupts at once.
  *
- * Memory: each call has its own context, deleted once the sink has seen the
- * call; an attempt's response lives in a child context reset before the
- * next attempt.  So a run's memory is bounded by the calls in progress, not
- * by the number of calls.
+ * Streams: after every wait, what streaming attempts in flight received is
+ * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
+ * long stream holds only its text.
+ *
+ * Memory: each call has its own context, reset once the sink has seen the
+ * call and reused for the next; an attempt's response and stream live in a
+ * child context reset before the call's next attempt.  So a run's memory is
+ * bounded by the calls in progress, not by the number of calls.
  *
  * Errors: an error raised anywhere in a run (cancel, statement_timeout, a
  * failed log insert) aborts every transfer in flight before it propagates.
@@ -84,8 +88,8 @@ static char *redact_keys(const CallSettings *settings, const char *text);
 /*
  * Read the settings for a run: endpoints, keys, limits, the models to try
  * (the caller's list, already validated), and how many attempts may be in
- * flight at once.  Raises a clear error for a
- * configuration that cannot work, before any HTTP call.
+ * flight at once.  Raises a clear error for a configuration that cannot
+ * work, before any HTTP call.
  */
 void
 runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
