@@ -307,11 +307,19 @@ admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
 		return NULL;
 	}
 
-	if (!pg_strong_random(call->call_id.data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random call id")));
-	/* a version 4, variant 1 UUID */
+	/*
+	 * A version 4, variant 1 UUID from the backend's PRNG (seeded from a
+	 * strong source at backend start): an identifier, not a secret, and a
+	 * strong random source per call costs more than the rest of a call's
+	 * bookkeeping.
+	 */
+	{
+		uint64		high = pg_prng_uint64(&pg_global_prng_state);
+		uint64		low = pg_prng_uint64(&pg_global_prng_state);
+
+		memcpy(call->call_id.data, &high, sizeof(high));
+		memcpy(call->call_id.data + sizeof(high), &low, sizeof(low));
+	}
 	call->call_id.data[6] = (call->call_id.data[6] & 0x0f) | 0x40;
 	call->call_id.data[8] = (call->call_id.data[8] & 0x3f) | 0x80;
 	call->deadline_at = TimestampTzPlusMilliseconds(now, run->settings->deadline_ms);

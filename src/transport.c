@@ -116,6 +116,7 @@ transport_start(TransportRequest *request)
 	};
 	CURL	   *easy;
 	CURLMcode	mrc;
+	int			running;
 	bool		out_of_memory = false;
 	size_t		i;
 
@@ -212,6 +213,10 @@ transport_start(TransportRequest *request)
 	}
 	dlist_push_tail(&air_in_flight, &request->node);
 	air_in_flight_count++;
+
+	/* send now rather than one wait later, when curl's 0 ms timer fires */
+	air_timer_armed = false;
+	curl_multi_socket_action(air_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
 /*
@@ -225,6 +230,7 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 {
 	int			nfinished;
 	long		wait_ms = Max(timeout_ms, 0);
+	bool		sockets_ready = true;	/* unless a wait says otherwise */
 
 	CHECK_FOR_INTERRUPTS();
 	transport_init();
@@ -246,6 +252,7 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 
 		nevents = WaitEventSetWait(air_wait_set, wait_ms, events,
 								   lengthof(events), PG_WAIT_EXTENSION);
+		sockets_ready = false;
 		for (i = 0; i < nevents; i++)
 		{
 			if (events[i].events & WL_LATCH_SET)
@@ -253,10 +260,13 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 				ResetLatch(MyLatch);
 				CHECK_FOR_INTERRUPTS();
 			}
+			if (events[i].events & WL_SOCKET_READABLE)
+				sockets_ready = true;
 		}
 	}
 
-	drive_ready_sockets();
+	if (sockets_ready)
+		drive_ready_sockets();
 
 	if (air_timer_armed && GetCurrentTimestamp() >= air_timer_due)
 	{
