@@ -30,12 +30,27 @@ SET summary = ai_chat('Summarize in five words: ' || description,
 \timing off
 
 \echo
+\echo '== the same 40 rows with ai_chat_batch_keyed: 16 requests in flight, each row with its own retries'
+UPDATE products SET summary = NULL;
+\timing on
+UPDATE products p
+SET summary = b.response
+FROM (SELECT array_agg(id) AS ids,
+             array_agg('Summarize in five words: ' || description) AS prompts
+      FROM products) src,
+     LATERAL ai_chat_batch_keyed(src.ids, src.prompts, ARRAY['gpt-main', 'gpt-backup'],
+                                 system_prompt => 'You write product catalog blurbs.',
+                                 max_tokens => 30) b
+WHERE p.id = b.key;
+\timing off
+
+\echo
 \echo '== every row got its answer'
 SELECT count(*) AS rows, count(summary) AS summarized FROM products;
 SELECT id, summary FROM products ORDER BY id LIMIT 3;
 
 \echo
-\echo '== what happened to the calls: attempts per call'
+\echo '== what happened to the 80 calls (40 row by row, 40 in the batch): attempts per call'
 SELECT attempts, count(*) AS calls
 FROM (SELECT call_id, count(*) AS attempts FROM ai_call_log GROUP BY call_id) c
 GROUP BY attempts ORDER BY attempts;
