@@ -258,13 +258,14 @@ psql_ms() {
 
 # one timed ai_chat_batch of $2 prompts 'p1'..'pn' with model ok at
 # concurrency $3 and max_retries $4, against the simulator at $1 whose pid is
-# $5; prints "ms rows answered log_rows calls backend_cpu_s sim_cpu_s": the
-# elapsed time, the rows and non-NULL responses the batch returned, the
-# ai_call_log rows (attempts) and distinct call_ids it left, and the CPU
-# seconds the backend and the simulator used meanwhile
+# $5; prints "ms rows answered log_rows calls backend_cpu_s sim_cpu_s
+# in_flight": the elapsed time, the rows and non-NULL responses the batch
+# returned, the ai_call_log rows (attempts) and distinct call_ids it left,
+# the CPU seconds the backend and the simulator used meanwhile, and the mean
+# number of requests in flight (the attempts' summed latency_ms / elapsed)
 batch_run() {
 	local url=$1 n=$2 c=$3 retries=$4 sim_pid=$5 output ms cpu_file s0 s1
-	local rows answered log calls
+	local rows answered log calls busy
 	cpu_file=$(mktemp /tmp/bench-cpu.XXXXXX)
 	s0=$(cpu_seconds "$sim_pid")
 	output=$(CPU_FILE=$cpu_file bpsql -v ep="$url/v1" -v n="$n" -v c="$c" -v r="$retries" <<-'SQL'
@@ -284,17 +285,17 @@ batch_run() {
 		SELECT count(*), count(response) FROM ai_chat_batch(ARRAY(SELECT 'p' || i FROM generate_series(1, :n) i), ARRAY['ok']);
 		\timing off
 		\! awk '{ printf "%.6f\n", $1 / 1e9 }' /proc/$BPID/schedstat >> "$CPU_FILE"
-		SELECT count(*), count(DISTINCT call_id) FROM ai_call_log;
+		SELECT count(*), count(DISTINCT call_id), sum(latency_ms) FROM ai_call_log;
 	SQL
 	)
 	s1=$(cpu_seconds "$sim_pid")
 	ms=$(psql_ms "$output")
 	read -r rows answered < <(grep '|' <<< "$output" | sed -n 1p | tr '|' ' ')
-	read -r log calls < <(grep '|' <<< "$output" | sed -n 2p | tr '|' ' ')
+	read -r log calls busy < <(grep '|' <<< "$output" | sed -n 2p | tr '|' ' ')
 	[ "$rows" = "$n" ] && [ -n "$ms" ] || { echo "batch run failed: $output" >&2; rm -f "$cpu_file"; return 1; }
 	echo "$ms $rows $answered $log $calls" \
 		"$(awk 'NR == 1 { a = $1 } NR == 2 { printf "%.4f", $1 - a }' "$cpu_file")" \
-		"$(calc 's1 - s0' s1="$s1" s0="$s0")"
+		"$(calc 's1 - s0' s1="$s1" s0="$s0")" "$(calc --fmt %.1f 'b / ms' b="$busy" ms="$ms")"
 	rm -f "$cpu_file"
 }
 
@@ -325,22 +326,22 @@ b2() {
 	local sweep
 	read -r -a sweep <<< "${B2_SWEEP:-1 4 16 64 128}"
 	local runs=$out/b2_runs.tsv sweep_runs=$out/b2_sweep_runs.tsv chart_data=$out/b2_concurrency.tsv
-	local url pid run ms rows answered log calls bcpu scpu rps seq cc pn ideal
+	local url pid run ms rows answered log calls bcpu scpu fly rps seq cc pn ideal
 	echo "== B2: ai_chat_batch, $n prompts at concurrency $c, simulator --latency-ms $lat ($RUNS runs)"
 	sim_up --latency-ms "$lat" --no-journal
 	url=$SIM_URL
 	pid=$SIM_PID
 	ideal=$(calc --fmt %.1f 'c * 1000 / lat' c="$c" lat="$lat")
-	printf 'run\tms\treq_s\tanswered\tlog_rows\tbackend_cpu_s\tsim_cpu_s\tseq_call_ms\n' > "$runs"
+	printf 'run\tms\treq_s\tanswered\tlog_rows\tbackend_cpu_s\tsim_cpu_s\tseq_call_ms\tin_flight\n' > "$runs"
 	printf 'run\tconcurrency\tprompts\tms\treq_s\tbackend_cpu_s\tsim_cpu_s\n' > "$sweep_runs"
 	for run in $(seq 1 "$RUNS"); do
-		read -r ms rows answered log calls bcpu scpu < <(batch_run "$url" "$n" "$c" 2 "$pid")
+		read -r ms rows answered log calls bcpu scpu fly < <(batch_run "$url" "$n" "$c" 2 "$pid")
 		[ "$answered" = "$n" ] || { echo "b2: only $answered of $n prompts answered" >&2; return 1; }
 		rps=$(calc 'n * 1000 / ms' n="$n" ms="$ms")
 		seq=$(seq_run "$url" "$seqn")
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$ms" "$rps" "$answered" "$log" "$bcpu" "$scpu" "$seq" >> "$runs"
-		printf 'run %s: batch %s ms = %s req/s (%s answered, %s log rows, CPU backend %s s, simulator %s s); row-by-row %s ms per call\n' \
-			"$run" "$ms" "$rps" "$answered" "$log" "$bcpu" "$scpu" "$seq"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$ms" "$rps" "$answered" "$log" "$bcpu" "$scpu" "$seq" "$fly" >> "$runs"
+		printf 'run %s: batch %s ms = %s req/s (%s answered, %s log rows, CPU backend %s s, simulator %s s, %s in flight); row-by-row %s ms per call\n' \
+			"$run" "$ms" "$rps" "$answered" "$log" "$bcpu" "$scpu" "$fly" "$seq"
 		for cc in "${sweep[@]}"; do
 			pn=$(( 40 * cc > 200 ? 40 * cc : 200 ))
 			pn=$(( pn > n ? n : pn ))
@@ -369,6 +370,7 @@ b2() {
 	result_row "speed-up, batch / row-by-row" "$(calc --fmt %.1fx 'r / s' r="$rps_m" s="$rowrate")" "ideal ${c}x"
 	result_row "backend CPU during the batch, % of a core" "$(calc --fmt %.1f '100 * c / ms * 1000' c="$bcpu_m" ms="$ms_m")" ""
 	result_row "simulator CPU during the batch, % of a core" "$(calc --fmt %.1f '100 * c / ms * 1000' c="$scpu_m" ms="$ms_m")" ""
+	result_row "mean requests in flight" "$(col_median "$runs" 9)" "max_concurrency $c"
 	result_row "backend CPU per prompt, microseconds" "$(calc --fmt %.0f 'c * 1e6 / n' c="$bcpu_m" n="$n")" ""
 
 	printf 'concurrency\tprompts\treq_s\tideal_req_s\n' > "$chart_data"
@@ -389,17 +391,19 @@ b2() {
 	result_note "B2: sweep prompts = max(200, 40 × concurrency) capped at $n; chart: out/b2_concurrency.tsv -> out/b2_concurrency.png."
 }
 
-# the sweep chart: x concurrency (log scale), y requests/s, and the ideal line
+# the sweep chart: x concurrency, y requests/s, both log scale (so the ideal
+# c × 1000 / latency is a straight line, as are the measured segments)
 b2_chart() {
 	gnuplot <<-EOF_PLOT
-		set terminal pngcairo size 800,500 font "sans,10"
+		set terminal pngcairo size 800,500 font "sans,10" noenhanced
 		set output "$out/b2_concurrency.png"
 		set title "B2: ai_chat_batch throughput vs max_concurrency (simulator latency $2 ms, $(date -u +%Y-%m-%d))"
 		set xlabel "ai_resilience.max_concurrency"
 		set ylabel "requests/s"
 		set logscale x 2
+		set logscale y 10
 		set xrange [0.8:160]
-		set yrange [0:*]
+		set yrange [5:2000]
 		set key top left
 		set grid
 		plot x * 1000 / $2 title "ideal: concurrency × 1000 / $2 ms" with lines dashtype 2 lw 1.5, \\
@@ -411,52 +415,53 @@ b2_chart() {
 #---- B3: ai_chat_batch with faults ----
 
 b3() {
-	# B3_N prompts at concurrency B3_C, latency B3_LATENCY ms, with faults
-	local RUNS=${RUNS:-3} n=${B3_N:-10000} c=${B3_C:-64} lat=${B3_LATENCY:-100}
+	# B3_N prompts at concurrency B3_C, latency B3_LATENCY ms, with faults;
+	# RUNS batches with max_retries 2, B3_RUNS5 with max_retries 5 (its
+	# backoffs reach 8 s, so a batch takes minutes), one fault-free batch
+	local RUNS=${RUNS:-3} runs5=${B3_RUNS5:-1} n=${B3_N:-10000} c=${B3_C:-64} lat=${B3_LATENCY:-100}
 	local faults=(--fault-5xx 0.2 --fault-429 0.05 --fault-retry-after 1 --seed 42)
-	local runs=$out/b3_runs.tsv base_url base_pid run r line ms rows answered log calls bcpu scpu
-	local cells
-	echo "== B3: ai_chat_batch, $n prompts at concurrency $c, --latency-ms $lat ${faults[*]} ($RUNS runs)"
+	local runs=$out/b3_runs.tsv run r ms rows answered log calls bcpu scpu fly base base_fly
+	echo "== B3: ai_chat_batch, $n prompts at concurrency $c, --latency-ms $lat ${faults[*]} ($RUNS runs with max_retries 2, $runs5 with 5)"
 	sim_up --latency-ms "$lat" --no-journal
-	base_url=$SIM_URL
-	base_pid=$SIM_PID
-	printf 'run\tbase_ms\tr2_ms\tr2_answered\tr2_attempts\tr2_calls\tr5_ms\tr5_answered\tr5_attempts\tr5_calls\n' > "$runs"
-	for run in $(seq 1 "$RUNS"); do
-		read -r ms rows answered log calls bcpu scpu < <(batch_run "$base_url" "$n" "$c" 2 "$base_pid")
-		cells="$run	$ms"
-		printf 'run %s: fault-free %s ms' "$run" "$ms"
-		for r in 2 5; do
-			# a new simulator for every run: the fault draws start again from the seed
+	read -r base rows answered log calls bcpu scpu base_fly < <(batch_run "$SIM_URL" "$n" "$c" 2 "$SIM_PID")
+	sim_down "$SIM_PID"
+	echo "fault-free: $base ms, $answered answered, $base_fly in flight"
+	printf 'max_retries\trun\tms\tanswered\tattempts\tcalls\tin_flight\n' > "$runs"
+	printf '0\t1\t%s\t%s\t%s\t%s\t%s\n' "$base" "$answered" "$log" "$calls" "$base_fly" >> "$runs"
+	for r in 2 5; do
+		for run in $(seq 1 "$([ "$r" = 2 ] && echo "$RUNS" || echo "$runs5")"); do
+			# a new simulator for every batch: the fault draws start again from the seed
 			sim_up --latency-ms "$lat" "${faults[@]}" --no-journal
-			read -r ms rows answered log calls bcpu scpu < <(batch_run "$SIM_URL" "$n" "$c" "$r" "$SIM_PID")
+			read -r ms rows answered log calls bcpu scpu fly < <(batch_run "$SIM_URL" "$n" "$c" "$r" "$SIM_PID")
 			sim_down "$SIM_PID"
-			cells="$cells	$ms	$answered	$log	$calls"
-			printf ', max_retries %s: %s ms, %s answered, %s attempts for %s calls' "$r" "$ms" "$answered" "$log" "$calls"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$run" "$ms" "$answered" "$log" "$calls" "$fly" >> "$runs"
+			printf 'max_retries %s, run %s: %s ms, %s answered, %s attempts for %s calls, %s in flight\n' \
+				"$r" "$run" "$ms" "$answered" "$log" "$calls" "$fly"
 		done
-		echo
-		echo "$cells" >> "$runs"
 	done
-	sim_down "$base_pid"
 
-	local base r2 r5
-	base=$(col_median "$runs" 2)
-	r2=$(col_median "$runs" 3)
-	r5=$(col_median "$runs" 7)
-	result_table '%-46s | %14s | %14s | %-9s\n' '%-46s | %14s | %14s | %-9s\n' \
+	local r2 r5
+	# median over the runs of column $2 for max_retries $1
+	b3_med() { awk -F'\t' -v r="$1" -v col="$2" 'NR > 1 && $1 == r { print $col }' "$runs" | median; }
+	b3_min() { awk -F'\t' -v r="$1" 'NR > 1 && $1 == r { print $4 }' "$runs" | sort -n | head -1; }
+	b3_apc() { awk -F'\t' -v r="$1" 'NR > 1 && $1 == r { print $5 / $6 }' "$runs" | median; }
+	r2=$(b3_med 2 3)
+	r5=$(b3_med 5 3)
+	result_table '%-40s | %14s | %14s | %-9s\n' '%-40s | %14s | %14s | %-9s\n' \
 		"B3 ($n prompts, concurrency $c, ${lat} ms)" "max_retries 2" "max_retries 5" target
-	result_row "answered (non-NULL), median of runs" \
-		"$(col_median "$runs" 4 | cut -d. -f1) / $n" "$(col_median "$runs" 8 | cut -d. -f1) / $n" "$n / $n"
-	result_row "answered, worst run" \
-		"$(cut -f4 "$runs" | tail -n +2 | sort -n | head -1) / $n" "$(cut -f8 "$runs" | tail -n +2 | sort -n | head -1) / $n" ""
+	result_row "runs" "$RUNS" "$runs5" ""
+	result_row "answered (non-NULL), median" "$(b3_med 2 4 | cut -d. -f1) / $n" "$(b3_med 5 4 | cut -d. -f1) / $n" "$n / $n"
+	result_row "answered, worst run" "$(b3_min 2) / $n" "$(b3_min 5) / $n" ""
 	result_row "batch time, s" "$(calc 'ms / 1000' ms="$r2")" "$(calc 'ms / 1000' ms="$r5")" ""
-	result_row "fault-free batch time (same runs), s" "$(calc 'ms / 1000' ms="$base")" "$(calc 'ms / 1000' ms="$base")" ""
+	result_row "fault-free batch time, s" "$(calc 'ms / 1000' ms="$base")" "$(calc 'ms / 1000' ms="$base")" ""
 	result_row "ratio to fault-free" "$(calc 'a / b' a="$r2" b="$base")x" "$(calc 'a / b' a="$r5" b="$base")x" "<= 1.5x"
-	result_row "attempts per prompt (ai_call_log)" \
-		"$(awk -F'\t' 'NR > 1 { print $5 / $6 }' "$runs" | median)" \
-		"$(awk -F'\t' 'NR > 1 { print $9 / $10 }' "$runs" | median)" ""
+	result_row "attempts per prompt (ai_call_log)" "$(b3_apc 2)" "$(b3_apc 5)" ""
+	result_row "attempts/s" "$(calc --fmt %.0f 'a * n * 1000 / ms' a="$(b3_apc 2)" n="$n" ms="$r2")" \
+		"$(calc --fmt %.0f 'a * n * 1000 / ms' a="$(b3_apc 5)" n="$n" ms="$r5")" "$(calc --fmt %.0f 'c * 1000 / l' c="$c" l="$lat") max"
+	result_row "mean requests in flight (fault-free $base_fly)" "$(b3_med 2 7)" "$(b3_med 5 7)" "$c max"
 	result_note "B3: simulator --latency-ms $lat ${faults[*]} --no-journal, a new one for each batch (the draws start from the seed each time); default backoff_base 500ms, backoff_max 8s, retry_after_max 60s."
-	result_note "B3: each run: a fault-free batch (simulator of its own, --latency-ms $lat), then max_retries 2, then max_retries 5; medians of $RUNS runs."
-	result_note "B3: attempts per prompt = count(*) / count(DISTINCT call_id) of ai_call_log after the batch (one row per attempt)."
+	result_note "B3: the fault-free batch (simulator --latency-ms $lat, no faults) runs once, first; then $RUNS batches with max_retries 2 and $runs5 with max_retries 5; medians."
+	result_note "B3: attempts per prompt = count(*) / count(DISTINCT call_id) of ai_call_log after the batch (one row per attempt); requests in flight = sum(latency_ms) of the attempts / elapsed."
 }
 
 #---- B4: streamed vs plain answers ----
