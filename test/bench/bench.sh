@@ -447,7 +447,7 @@ b3() {
 	b3_apc() { awk -F'\t' -v r="$1" 'NR > 1 && $1 == r { print $5 / $6 }' "$runs" | median; }
 	r2=$(b3_med 2 3)
 	r5=$(b3_med 5 3)
-	result_table '%-40s | %14s | %14s | %-9s\n' '%-40s | %14s | %14s | %-9s\n' \
+	result_table '%-42s | %14s | %14s | %-13s\n' '%-42s | %14s | %14s | %-13s\n' \
 		"B3 ($n prompts, concurrency $c, ${lat} ms)" "max_retries 2" "max_retries 5" target
 	result_row "runs" "$RUNS" "$runs5" ""
 	result_row "answered (non-NULL), median" "$(b3_med 2 4 | cut -d. -f1) / $n" "$(b3_med 5 4 | cut -d. -f1) / $n" "$n / $n"
