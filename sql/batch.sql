@@ -28,6 +28,19 @@ TRUNCATE journal;
 \copy journal FROM PROGRAM 'curl -s "$AI_SIM_URL/journal"'
 SELECT count(*) AS requests, count(DISTINCT conn) AS connections FROM journal;
 
+-- a slow prompt holds up no other: the 60 prompts after it finish first,
+-- more than the 8 x max_concurrency rows kept in memory, and the rows still
+-- come in order (those finished too far ahead wait in a sort)
+TRUNCATE ai_call_log;
+SET ai_resilience.max_concurrency = 2;
+SELECT count(*) AS rows, bool_and(ord = n) AS in_order,
+       bool_and(response = 'echo: ' || CASE WHEN ord = 1 THEN 'sim:ok+latency-400 first' ELSE 'q' || (ord - 1) END) AS answers_match
+FROM (SELECT b.*, row_number() OVER () AS n
+      FROM ai_chat_batch(ARRAY['sim:ok+latency-400 first'] || ARRAY(SELECT 'q' || i FROM generate_series(1, 60) i),
+                         ARRAY['ok']) b) s;
+SELECT prompt AS finished_last FROM ai_call_log ORDER BY id DESC LIMIT 1;
+SET ai_resilience.max_concurrency = 4;
+
 -- an empty array: no rows, no call
 TRUNCATE ai_call_log;
 SELECT count(*) FROM ai_chat_batch(ARRAY[]::text[], ARRAY['ok']);

@@ -44,6 +44,9 @@
 /* Longest error text kept per attempt, in bytes. */
 #define MAX_ATTEMPT_ERROR_LEN	300
 
+/* Calls in progress (in flight or waiting to retry) per transfer slot. */
+#define ACTIVE_PER_SLOT	32
+
 /* Finished transfers taken from the transport in one go. */
 #define FINISHED_BATCH	64
 
@@ -65,12 +68,13 @@ typedef struct RunState
 	MemoryContext caller_memory;	/* where the sink runs */
 	MemoryContext memory;		/* the run's calls */
 	dlist_head	active;			/* calls admitted and not finished */
+	int			nactive;
 	int			in_flight;		/* calls with a transfer under way */
 	ChatCall   *spare;			/* a finished call's struct, for reuse */
 } RunState;
 
 static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
-							TimestampTz now, bool *done);
+							TimestampTz now);
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
 static bool is_event_stream(const TransportRequest *request);
 static void feed_stream(ChatCall *call, bool at_end);
@@ -170,6 +174,8 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	settings->first_byte_timeout_ms = air_first_byte_timeout_ms;
 	settings->stream_idle_timeout_ms = air_stream_idle_timeout_ms;
 	settings->max_in_flight = max_in_flight;
+	/* calls waiting out a backoff hold memory, not slots: bound them too */
+	settings->max_active = max_in_flight * ACTIVE_PER_SLOT;
 	settings->role_name = GetUserNameFromId(GetUserId(), false);
 }
 
@@ -224,23 +230,19 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 					start_attempt(&run, call, now);
 			}
 
-			while (!source_done && run.in_flight < settings->max_in_flight)
+			while (!source_done && run.in_flight < settings->max_in_flight &&
+				   run.nactive < settings->max_active)
 			{
-				ChatCall   *call = admit_call(&run, source, arg, now,
-											  &source_done);
+				ChatCall   *call = admit_call(&run, source, arg, now);
 
 				if (call == NULL)
-					break;
-				start_attempt(&run, call, now);
+					source_done = true;
+				else
+					start_attempt(&run, call, now);
 			}
 
-			if (dlist_is_empty(&run.active))
-			{
-				if (source_done)
-					break;
-				/* "not yet" with nothing in progress would wait forever */
-				elog(ERROR, "call source stalled with no call in progress");
-			}
+			if (source_done && dlist_is_empty(&run.active))
+				break;
 
 			/* sleep until a transfer ends or the next backoff is over */
 			timeout_ms = next_ready ?
@@ -269,18 +271,14 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 	MemoryContextDelete(run.memory);
 }
 
-/*
- * Take the next call from the source and prepare it.  Returns NULL when the
- * source has none now; *done says whether it will have more.
- */
+/* Take the next call from the source and prepare it; NULL when none. */
 static ChatCall *
-admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
-		   bool *done)
+admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now)
 {
 	ChatCall   *call = run->spare;
 	MemoryContext memory;
 	MemoryContext old_context;
-	SourceResult result;
+	bool		found;
 
 	/* a spare call keeps its (reset) memory context for the next one */
 	if (call == NULL)
@@ -296,11 +294,10 @@ admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
 	call->memory = memory;
 
 	old_context = MemoryContextSwitchTo(call->memory);
-	result = source(source_arg, call);
+	found = source(source_arg, call);
 	MemoryContextSwitchTo(old_context);
 
-	*done = result == SOURCE_DONE;
-	if (result != SOURCE_CALL)
+	if (!found)
 	{
 		MemoryContextReset(call->memory);
 		run->spare = call;
@@ -327,6 +324,7 @@ admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now,
 	call->body_model = -1;
 	call->stream_on_route = run->settings->stream;
 	dlist_push_tail(&run->active, &call->node);
+	run->nactive++;
 	return call;
 }
 
@@ -667,6 +665,7 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 	run->sink(run->sink_arg, call);
 
 	dlist_delete(&call->node);
+	run->nactive--;
 	if (run->spare == NULL)
 	{
 		MemoryContextReset(call->memory);

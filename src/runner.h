@@ -50,6 +50,7 @@ typedef struct CallSettings
 	int			first_byte_timeout_ms;
 	int			stream_idle_timeout_ms;
 	int			max_in_flight;
+	int			max_active;		/* calls in flight or waiting to retry */
 	char	   *role_name;
 } CallSettings;
 
@@ -92,19 +93,11 @@ typedef struct ChatCall
 	List	   *summary;		/* AttemptGroup list, for the failure text */
 } ChatCall;
 
-/* What a source says when asked for the next call. */
-typedef enum SourceResult
-{
-	SOURCE_CALL,				/* it filled in a call */
-	SOURCE_NOT_YET,				/* ask again once a call has finished */
-	SOURCE_DONE					/* no more calls */
-} SourceResult;
-
 /*
- * Fills in the next call's input.  It runs in the call's own memory
- * context, where the input may be allocated.
+ * Fills in the next call's input; returns false when there is none.  It
+ * runs in the call's own memory context, where the input may be allocated.
  */
-typedef SourceResult (*CallSource) (void *arg, ChatCall *call);
+typedef bool (*CallSource) (void *arg, ChatCall *call);
 /* Receives a finished call; copies out what it keeps. */
 typedef void (*CallSink) (void *arg, ChatCall *call);
 

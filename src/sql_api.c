@@ -9,12 +9,14 @@
  * with NULL bodies goes on.
  *
  * ai_chat is a run of one call.  ai_chat_batch and ai_chat_batch_keyed run
- * many calls at once and return one row per prompt, in the prompts' order.
- * To keep that order without holding every answer, a batch hands out
- * prompts at most BATCH_WINDOW_FACTOR * max_concurrency ahead of the first
- * prompt whose row is not yet returned; finished rows wait in a ring of
- * that size and go to the result tuplestore (which spills to disk beyond
- * work_mem) as soon as every earlier row has gone.
+ * many calls at once and return one row per prompt, in the prompts' order,
+ * without holding every answer in memory and without letting one slow
+ * prompt hold up the others: a finished row goes to the result tuplestore
+ * (which spills to disk beyond work_mem) as soon as every earlier row has
+ * gone; until then it waits in a ring of BATCH_WINDOW_FACTOR *
+ * max_concurrency rows; a row finished further ahead than that (behind a
+ * prompt in a long backoff) goes to a tuplesort (which spills too), merged
+ * in order at the end.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,11 +27,15 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "catalog/pg_operator_d.h"
+#include "executor/tuptable.h"
 #include "utils/memutils.h"
+#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
 
 #include "guc.h"
@@ -40,8 +46,11 @@ PG_FUNCTION_INFO_V1(ai_chat_complete);
 PG_FUNCTION_INFO_V1(ai_chat_batch);
 PG_FUNCTION_INFO_V1(ai_chat_batch_keyed);
 
-/* How far ahead of the first unreturned row a batch may hand out prompts. */
+/* Rows a batch holds in memory ahead of the first unreturned row, per slot. */
 #define BATCH_WINDOW_FACTOR		8
+
+/* Columns of a batch row. */
+#define BATCH_COLUMNS			5
 
 /* Progress NOTICEs come every 100 / PROGRESS_STEPS percent. */
 #define PROGRESS_STEPS			20
@@ -102,6 +111,9 @@ typedef struct Batch
 	int			window;			/* size of rows[] */
 	BatchRow   *rows;			/* ring: row i at rows[i % window] */
 	MemoryContext row_memory;	/* what rows[] points to */
+	Tuplesortstate *overflow;	/* rows finished beyond the ring, or NULL */
+	TupleDesc	overflow_desc;	/* (ordinal, the row's columns) */
+	TupleTableSlot *overflow_slot;
 	ReturnSetInfo *rsinfo;
 	int			progress_step;	/* last progress step reported */
 } Batch;
@@ -112,12 +124,17 @@ static List *models_argument(FunctionCallInfo fcinfo, int argno);
 static OnError on_error_argument(FunctionCallInfo fcinfo, int argno);
 static bool stream_argument(FunctionCallInfo fcinfo, int argno);
 static void check_prompt(const char *argname, size_t len);
-static SourceResult single_source(void *arg, ChatCall *call);
+static bool single_source(void *arg, ChatCall *call);
 static void single_sink(void *arg, ChatCall *call);
 static Datum run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed);
-static SourceResult batch_source(void *arg, ChatCall *call);
+static bool batch_source(void *arg, ChatCall *call);
 static void batch_sink(void *arg, ChatCall *call);
-static void batch_return_rows(Batch *batch);
+static void batch_finish_row(Batch *batch, int ordinal, BatchRow *row);
+static void batch_row_values(Batch *batch, int ordinal, BatchRow *row,
+							 Datum *values, bool *nulls);
+static void batch_return_row(Batch *batch, Datum *values, bool *nulls);
+static void batch_overflow_row(Batch *batch, int ordinal, BatchRow *row);
+static void batch_return_overflow(Batch *batch);
 static void raise_call_failure(int elevel, int sqlstate, const char *failure,
 							   const char *last_error);
 
@@ -356,18 +373,18 @@ check_prompt(const char *argname, size_t len)
 }
 
 /* Source of a one-call run. */
-static SourceResult
+static bool
 single_source(void *arg, ChatCall *call)
 {
 	SingleCall *single = arg;
 
 	if (single->taken)
-		return SOURCE_DONE;
+		return false;
 	single->taken = true;
 	call->prompt = single->prompt;
 	call->request_json = single->request_json;
 	call->ordinal = 1;
-	return SOURCE_CALL;
+	return true;
 }
 
 /* Sink of a one-call run: copy the outcome out of the call's memory. */
@@ -456,7 +473,7 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 											 ALLOCSET_DEFAULT_SIZES);
 
 	runner_run(&settings, &args.common, batch_source, batch_sink, &batch);
-	batch_return_rows(&batch);
+	batch_return_overflow(&batch);
 
 	if (batch.failed > 0)
 		ereport(WARNING,
@@ -469,111 +486,209 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 	PG_RETURN_NULL();
 }
 
-/*
- * Source of a batch: the next non-NULL prompt, unless it is too far ahead
- * of the rows returned so far.  A NULL prompt is a finished row at once.
- */
-static SourceResult
+/* Source of a batch: the next non-NULL prompt; a NULL prompt is a row at once. */
+static bool
 batch_source(void *arg, ChatCall *call)
 {
 	Batch	   *batch = arg;
 
 	while (batch->next < batch->nprompts)
 	{
-		int			i = batch->next;
+		int			i = batch->next++;
 
-		if (i >= batch->returned + batch->window)
-			return SOURCE_NOT_YET;
-		batch->next++;
 		if (batch->prompt_nulls[i])
 		{
-			batch->rows[i % batch->window].finished = true;
-			batch_return_rows(batch);
+			BatchRow	row;
+
+			memset(&row, 0, sizeof(row));
+			batch_finish_row(batch, i, &row);
 			continue;
 		}
 		call->prompt = TextDatumGetCString(batch->prompts[i]);
 		call->ordinal = i;
-		return SOURCE_CALL;
+		return true;
 	}
-	return SOURCE_DONE;
+	return false;
 }
 
-/* Sink of a batch: keep the call's row until the rows before it are out. */
+/* Sink of a batch: the call's row, unless on_error => 'raise' ends it all. */
 static void
 batch_sink(void *arg, ChatCall *call)
 {
 	Batch	   *batch = arg;
-	BatchRow   *row = &batch->rows[call->ordinal % batch->window];
+	BatchRow	row;
 
 	if (!call->succeeded && batch->on_error == ON_ERROR_RAISE)
 		raise_call_failure(ERROR, call->sqlstate, call->failure,
 						   call->last_error);
 
-	row->finished = true;
-	row->called = true;
-	row->call_id = call->call_id;
-	row->attempts = call->attempts;
+	memset(&row, 0, sizeof(row));
+	row.called = true;
+	row.call_id = call->call_id;
+	row.attempts = call->attempts;
 	if (call->succeeded)
-		row->response = MemoryContextStrdup(batch->row_memory, call->content);
+		row.response = call->content;
 	else
 	{
-		row->error = MemoryContextStrdup(batch->row_memory, call->failure);
+		row.error = call->failure;
 		batch->failed++;
 	}
-	batch_return_rows(batch);
+	batch_finish_row(batch, (int) call->ordinal, &row);
 }
 
-/* Move every finished row whose predecessors are out to the tuplestore. */
+/*
+ * A row is finished: return it now if every earlier row is out, else keep
+ * it in the ring, or in the overflow sort when it is too far ahead.  The
+ * row's strings are copied; the caller's may go away.
+ */
 static void
-batch_return_rows(Batch *batch)
+batch_finish_row(Batch *batch, int ordinal, BatchRow *row)
+{
+	BatchRow   *slot;
+	Datum		values[BATCH_COLUMNS];
+	bool		nulls[BATCH_COLUMNS];
+
+	if (ordinal >= batch->returned + batch->window)
+	{
+		batch_overflow_row(batch, ordinal, row);
+		return;
+	}
+
+	slot = &batch->rows[ordinal % batch->window];
+	*slot = *row;
+	slot->finished = true;
+	if (row->response)
+		slot->response = MemoryContextStrdup(batch->row_memory, row->response);
+	if (row->error)
+		slot->error = MemoryContextStrdup(batch->row_memory, row->error);
+
+	while (batch->rows[batch->returned % batch->window].finished)
+	{
+		slot = &batch->rows[batch->returned % batch->window];
+		batch_row_values(batch, batch->returned, slot, values, nulls);
+		batch_return_row(batch, values, nulls);
+		if (slot->response)
+			pfree(slot->response);
+		if (slot->error)
+			pfree(slot->error);
+		memset(slot, 0, sizeof(BatchRow));
+	}
+}
+
+/* The result columns of a row: ord or key, response, call_id, attempts, error. */
+static void
+batch_row_values(Batch *batch, int ordinal, BatchRow *row, Datum *values,
+				 bool *nulls)
+{
+	memset(nulls, 0, sizeof(bool) * BATCH_COLUMNS);
+	if (batch->keys)
+	{
+		values[0] = batch->keys[ordinal];
+		nulls[0] = batch->key_nulls[ordinal];
+	}
+	else
+		values[0] = Int32GetDatum(ordinal + 1);
+	nulls[1] = row->response == NULL;
+	if (row->response)
+		values[1] = CStringGetTextDatum(row->response);
+	nulls[2] = !row->called;
+	values[2] = UUIDPGetDatum(&row->call_id);
+	values[3] = Int32GetDatum(row->attempts);
+	nulls[4] = row->error == NULL;
+	if (row->error)
+		values[4] = CStringGetTextDatum(row->error);
+}
+
+/* Put the next row in order into the result, and report progress. */
+static void
+batch_return_row(Batch *batch, Datum *values, bool *nulls)
 {
 	ReturnSetInfo *rsinfo = batch->rsinfo;
+	int			step;
 
-	while (batch->returned < batch->next &&
-		   batch->rows[batch->returned % batch->window].finished)
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	batch->returned++;
+
+	step = (int) ((int64) batch->returned * PROGRESS_STEPS / batch->nprompts);
+	if (air_progress && step > batch->progress_step)
 	{
-		BatchRow   *row = &batch->rows[batch->returned % batch->window];
-		Datum		values[5];
-		bool		nulls[5];
-		int			step;
-
-		memset(nulls, 0, sizeof(nulls));
-		if (batch->keys)
-		{
-			values[0] = batch->keys[batch->returned];
-			nulls[0] = batch->key_nulls[batch->returned];
-		}
-		else
-			values[0] = Int32GetDatum(batch->returned + 1);
-		nulls[1] = row->response == NULL;
-		if (row->response)
-			values[1] = CStringGetTextDatum(row->response);
-		nulls[2] = !row->called;
-		values[2] = UUIDPGetDatum(&row->call_id);
-		values[3] = Int32GetDatum(row->attempts);
-		nulls[4] = row->error == NULL;
-		if (row->error)
-			values[4] = CStringGetTextDatum(row->error);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-
-		if (row->response)
-			pfree(row->response);
-		if (row->error)
-			pfree(row->error);
-		memset(row, 0, sizeof(BatchRow));
-		batch->returned++;
-
-		step = (int) ((int64) batch->returned * PROGRESS_STEPS / batch->nprompts);
-		if (air_progress && step > batch->progress_step)
-		{
-			batch->progress_step = step;
-			ereport(NOTICE,
-					(errmsg("%s: %d of %d prompts done (%d%%), %d failed",
-							batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
-							batch->returned, batch->nprompts,
-							step * (100 / PROGRESS_STEPS), batch->failed)));
-		}
+		batch->progress_step = step;
+		ereport(NOTICE,
+				(errmsg("%s: %d of %d prompts done (%d%%), %d failed",
+						batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
+						batch->returned, batch->nprompts,
+						step * (100 / PROGRESS_STEPS), batch->failed)));
 	}
+}
+
+/* Keep a row finished too far ahead in the overflow sort, by ordinal. */
+static void
+batch_overflow_row(Batch *batch, int ordinal, BatchRow *row)
+{
+	TupleTableSlot *slot;
+
+	if (batch->overflow == NULL)
+	{
+		TupleDesc	result_desc = batch->rsinfo->setDesc;
+		AttrNumber	sort_column = 1;
+		Oid			sort_operator = Int4LessOperator;
+		Oid			sort_collation = InvalidOid;
+		bool		nulls_first = false;
+		int			i;
+
+		batch->overflow_desc = CreateTemplateTupleDesc(BATCH_COLUMNS + 1);
+		TupleDescInitEntry(batch->overflow_desc, 1, "ordinal", INT4OID, -1, 0);
+		for (i = 0; i < BATCH_COLUMNS; i++)
+			TupleDescCopyEntry(batch->overflow_desc, i + 2, result_desc, i + 1);
+		batch->overflow = tuplesort_begin_heap(batch->overflow_desc, 1,
+											   &sort_column, &sort_operator,
+											   &sort_collation, &nulls_first,
+											   work_mem, NULL, TUPLESORT_NONE);
+		batch->overflow_slot = MakeSingleTupleTableSlot(batch->overflow_desc,
+														&TTSOpsVirtual);
+	}
+
+	slot = batch->overflow_slot;
+	ExecClearTuple(slot);
+	slot->tts_values[0] = Int32GetDatum(ordinal);
+	slot->tts_isnull[0] = false;
+	batch_row_values(batch, ordinal, row, slot->tts_values + 1,
+					 slot->tts_isnull + 1);
+	ExecStoreVirtualTuple(slot);
+	tuplesort_puttupleslot(batch->overflow, slot);
+}
+
+/*
+ * At the end of a batch, return the rows still waiting: those in the ring
+ * join the overflow sort, and all come out in order.
+ */
+static void
+batch_return_overflow(Batch *batch)
+{
+	TupleTableSlot *slot;
+	int			i;
+
+	if (batch->overflow == NULL)
+		return;
+	for (i = batch->returned;
+		 i < Min(batch->nprompts, batch->returned + batch->window); i++)
+	{
+		BatchRow   *row = &batch->rows[i % batch->window];
+
+		if (row->finished)
+			batch_overflow_row(batch, i, row);
+	}
+
+	tuplesort_performsort(batch->overflow);
+	slot = MakeSingleTupleTableSlot(batch->overflow_desc, &TTSOpsMinimalTuple);
+	while (tuplesort_gettupleslot(batch->overflow, true, false, slot, NULL))
+	{
+		slot_getallattrs(slot);
+		batch_return_row(batch, slot->tts_values + 1, slot->tts_isnull + 1);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(batch->overflow_slot);
+	tuplesort_end(batch->overflow);
 }
 
 /* Report a call whose every route failed, at elevel. */
