@@ -56,6 +56,7 @@ typedef struct WalkLevel
 	bool		is_array;
 	int			index;			/* current element of an array */
 	char	   *key;			/* current field of an object */
+	int			path_len;		/* length of this container's own path */
 } WalkLevel;
 
 /* The walker's state: where it is, and what it found. */
@@ -65,6 +66,7 @@ typedef struct ResponseWalk
 	const char *content_path;	/* where the text is */
 	int			depth;			/* open containers */
 	WalkLevel	levels[MAX_JSON_DEPTH];
+	char		container_path[MAX_PATH_LEN + 1];	/* innermost container's */
 	bool		root_is_object;
 	int			nchoices;
 	bool		content_seen;
@@ -281,28 +283,31 @@ nesting_within(const char *body, size_t len, int max_depth)
 }
 
 /*
- * The dotted path of the value about to be read, e.g. "choices.0.delta";
- * empty for the root.  Paths longer than MAX_PATH_LEN are cut, which only
- * makes them match nothing.
+ * The dotted path of the value about to be read, e.g. "choices.0.delta":
+ * the innermost container's path, kept as containers open and close, plus
+ * the current field or index.  Empty for the root.  Paths longer than
+ * MAX_PATH_LEN are cut, which only makes them match nothing.
  */
 static void
 value_path(ResponseWalk *walk, char *path)
 {
-	int			used = 0;
-	int			i;
+	WalkLevel  *level;
+	int			len;
 
-	path[0] = '\0';
-	for (i = 0; i < walk->depth && used < MAX_PATH_LEN; i++)
+	if (walk->depth == 0)
 	{
-		WalkLevel  *level = &walk->levels[i];
-
-		if (level->is_array)
-			used += snprintf(path + used, MAX_PATH_LEN - used, "%s%d",
-							 i ? "." : "", level->index);
-		else
-			used += snprintf(path + used, MAX_PATH_LEN - used, "%s%s",
-							 i ? "." : "", level->key ? level->key : "");
+		path[0] = '\0';
+		return;
 	}
+	level = &walk->levels[walk->depth - 1];
+	len = level->path_len;
+	memcpy(path, walk->container_path, len);
+	if (level->is_array)
+		snprintf(path + len, MAX_PATH_LEN + 1 - len, "%s%d",
+				 len ? "." : "", level->index);
+	else
+		snprintf(path + len, MAX_PATH_LEN + 1 - len, "%s%s",
+				 len ? "." : "", level->key ? level->key : "");
 }
 
 /* Open a container, noting the root's type and content of the wrong type. */
@@ -322,6 +327,8 @@ walk_container_start(ResponseWalk *walk, bool is_array)
 	walk->levels[walk->depth].is_array = is_array;
 	walk->levels[walk->depth].index = -1;
 	walk->levels[walk->depth].key = NULL;
+	walk->levels[walk->depth].path_len = strlen(path);
+	memcpy(walk->container_path, path, strlen(path) + 1);
 	walk->depth++;
 }
 
@@ -339,7 +346,10 @@ walk_array_start(void *state)
 	walk_container_start((ResponseWalk *) state, true);
 }
 
-/* Semantic action: an object or array ends. */
+/*
+ * Semantic action: an object or array ends.  container_path needs no
+ * change: the parent's path is a prefix of it, path_len long.
+ */
 static void
 walk_container_end(void *state)
 {
