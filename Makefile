@@ -14,6 +14,8 @@ OBJS = \
 	src/openai_wire.o \
 	src/transport.o \
 	src/call_log.o \
+	src/log_queue.o \
+	src/log_writer.o \
 	src/runner.o \
 	src/sql_api.o
 

@@ -23,6 +23,10 @@ extern int	air_deadline_ms;
 extern int	air_max_prompt_bytes;
 extern int	air_max_response_bytes;
 extern bool air_log_prompts;
+extern bool air_log_attempts;
+extern int	air_log_queue_size;
+extern int	air_log_queue_wait_ms;
+extern int	air_log_retention_s;
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

@@ -40,7 +40,8 @@ count test/results/selftest.log
 echo "== pg_regress suite"
 source test/scripts/sim.sh
 start_sim || exit 1
-pg_virtualenv -c '--locale=C.UTF-8' make -s installcheck > test/results/regress.log 2>&1
+pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' \
+    make -s installcheck > test/results/regress.log 2>&1
 sed -n '/^test /p;/^ok /p;/^not ok /p' test/results/regress.log
 regress_ok=$(grep -cE '^test .* \.\.\. ok' test/results/regress.log)
 regress_failed=$(grep -cE '^test .* \.\.\. FAILED' test/results/regress.log)
