@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <strings.h>
 
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -198,15 +199,17 @@ air_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("ai_resilience.log_queue_size",
-							"Attempt records the shared log queue holds until a log writer inserts them.",
-							"Each takes 2 kB of shared memory. A crash loses at most this many records.",
-							&air_log_queue_size,
-							4096,
-							1, 262144,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+	/* PostgreSQL allows a POSTMASTER setting only in a preloaded library */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("ai_resilience.log_queue_size",
+								"Attempt records the shared log queue holds until a log writer inserts them.",
+								"Each takes 2 kB of shared memory. A crash loses at most this many records.",
+								&air_log_queue_size,
+								4096,
+								1, 262144,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ai_resilience.log_queue_wait",
 							"Longest wait for room in a full log queue before an attempt record is lost.",

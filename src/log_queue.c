@@ -91,7 +91,7 @@ typedef struct LogQueueShared
 	uint64		queued;			/* records queued since start */
 	uint64		written;		/* records committed */
 	uint64		lost;			/* records dropped, queued or not */
-	uint64		queue_waits;	/* records that waited for room */
+	uint64		queue_waits;	/* records that had to wait for room */
 	char		last_error[256];	/* a writer's last error; "" if none */
 	TimestampTz last_error_at;
 	LogDatabase databases[LOG_MAX_DATABASES];
@@ -247,8 +247,6 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			db->tail = slot;
 			db->count++;
 			logq->queued++;
-			if (waited)
-				logq->queue_waits++;
 			my_last_seq = record->seq;
 		}
 		else
@@ -262,6 +260,8 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			(wait_ms <= 0 || (waited && ms_left(deadline) <= 0));
 		if (give_up)
 			logq->lost++;
+		else if (slot < 0 && !waited)
+			logq->queue_waits++;
 		LWLockRelease(logq->lock);
 
 		if (start)
