@@ -14,12 +14,14 @@ OBJS = \
 	src/openai_wire.o \
 	src/transport.o \
 	src/call_log.o \
+	src/log_queue.o \
+	src/log_writer.o \
 	src/runner.o \
 	src/sql_api.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

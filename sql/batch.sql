@@ -1,6 +1,7 @@
 -- Many prompts from one statement, each with its own retries and fallback.
 -- A prompt starting with "sim:<behaviour> " picks its own behaviour in the
 -- simulator, so one batch can mix answers, failures and latencies.
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT use_gateways('v1');
 SET ai_resilience.max_concurrency = 4;
@@ -10,6 +11,7 @@ SET ai_resilience.log_prompts = on;
 SELECT ord, response, attempts, error
 FROM ai_chat_batch(ARRAY['sim:ok+latency-150 a', 'b', 'sim:ok+latency-60 c', 'd', 'e'], ARRAY['ok']);
 -- the log is in completion order: the slow prompts finished last
+SELECT ai_flush_log() AS flushed;
 SELECT prompt FROM ai_call_log ORDER BY id DESC LIMIT 2;
 
 -- more prompts than max_concurrency; every row in order
@@ -31,6 +33,7 @@ SELECT count(*) AS requests, count(DISTINCT conn) AS connections FROM journal;
 -- a slow prompt holds up no other: the 60 prompts after it finish first,
 -- more than the 8 x max_concurrency rows kept in memory, and the rows still
 -- come in order (those finished too far ahead wait in a sort)
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.max_concurrency = 2;
 SELECT count(*) AS rows, bool_and(ord = n) AS in_order,
@@ -38,31 +41,38 @@ SELECT count(*) AS rows, bool_and(ord = n) AS in_order,
 FROM (SELECT b.*, row_number() OVER () AS n
       FROM ai_chat_batch(ARRAY['sim:ok+latency-400 first'] || ARRAY(SELECT 'q' || i FROM generate_series(1, 60) i),
                          ARRAY['ok']) b) s;
+SELECT ai_flush_log() AS flushed;
 SELECT prompt AS finished_last FROM ai_call_log ORDER BY id DESC LIMIT 1;
 SET ai_resilience.max_concurrency = 4;
 
 -- an empty array: no rows, no call
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT count(*) FROM ai_chat_batch(ARRAY[]::text[], ARRAY['ok']);
 -- NULL prompts: a NULL row without a call
 SELECT ord, response, call_id IS NULL AS no_call, attempts, error
 FROM ai_chat_batch(ARRAY['x', NULL, 'y', NULL], ARRAY['ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS attempts FROM ai_call_log;
 
 -- mixed failures: NULL exactly where a prompt failed, one WARNING for the
 -- batch, and each prompt's own attempts in the log
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.max_retries = 1;
 SELECT ord, response, attempts, regexp_replace(error, '127\.0\.0\.1:[0-9]+', 'SIM', 'g') AS error
 FROM ai_chat_batch(ARRAY['fine 1', 'sim:status-500 broken', 'sim:flaky-1 recovers',
                          'sim:status-401 denied', 'fine 2'], ARRAY['ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT prompt, array_agg(code ORDER BY attempt) AS codes, array_agg(outcome ORDER BY attempt) AS outcomes,
        count(DISTINCT call_id) AS calls
 FROM ai_call_log GROUP BY prompt ORDER BY prompt;
 
 -- fallback per prompt: a failing prompt moves to the next model on its own
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT ord, response FROM ai_chat_batch(ARRAY['one', 'two'], ARRAY['status-503', 'ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT model, count(*) AS attempts FROM ai_call_log GROUP BY model ORDER BY model;
 RESET ai_resilience.max_retries;
 
@@ -101,12 +111,14 @@ SELECT count(*) FROM ai_chat_batch(ARRAY(SELECT 'p' || i FROM generate_series(1,
 RESET ai_resilience.progress;
 
 -- one bad prompt refuses the whole batch before any call
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT * FROM ai_chat_batch(ARRAY['fine', ''], ARRAY['ok']);
 SET ai_resilience.max_prompt_bytes = 8;
 SELECT * FROM ai_chat_batch(ARRAY['fine', 'far too long'], ARRAY['ok']);
 RESET ai_resilience.max_prompt_bytes;
 SELECT * FROM ai_chat_batch(ARRAY['fine'], ARRAY[]::text[]);
+SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS attempts FROM ai_call_log;
 
 -- statement_timeout stops everything in flight promptly (57014) and the

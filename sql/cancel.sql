@@ -33,8 +33,10 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT try_chat('p', ARRAY['hang', 'hang']);
 SELECT clock_timestamp() - :'t0' < interval '2 s' AS prompt;
 -- a backoff that would pass the deadline is not taken: the next route is
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.backoff_base = '10s';
 SET ai_resilience.backoff_max = '10s';
 SELECT ai_chat('p', ARRAY['status-500', 'ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM attempts;

@@ -24,6 +24,7 @@ SET ai_resilience.endpoints = 'http://evil.example/v1';
 SET ai_resilience.max_retries = 1;
 SELECT count(*) FROM pg_settings WHERE name = 'ai_resilience.api_key';
 SELECT ai_chat('from a plain user', ARRAY['ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT count(*) FROM ai_call_log;
 RESET ROLE;
 SELECT role_name FROM ai_call_log ORDER BY id DESC LIMIT 1;

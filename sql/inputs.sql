@@ -33,6 +33,7 @@ SELECT ai_chat('p', ARRAY['ok']);
 RESET ai_resilience.api_key;
 
 -- none of the refused calls reached the gateway
+SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS attempts FROM ai_call_log;
 TRUNCATE ai_call_log;
 
@@ -53,8 +54,10 @@ SELECT use_gateways('v1');
 SELECT length(ai_chat(repeat('x', 500000), ARRAY['ok'])) AS answer_length;
 
 -- an endpoint URL with credentials never shows them in the log
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT set_config('ai_resilience.endpoints',
                   replace((SELECT url FROM sim), 'http://', 'http://user:pw@') || '/v1', false) IS NOT NULL AS set;
 SELECT ai_chat('p', ARRAY['ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT endpoint LIKE '%pw%' AS leaks_password, endpoint LIKE 'http://127.0.0.1:%/v1' AS shape FROM ai_call_log;

@@ -31,8 +31,8 @@ FROM ai_call_log l, sim s
 ORDER BY l.id;
 
 -- Run ai_chat and show its result or its error (SQLSTATE, message and
--- detail), with the simulator's port removed.  The exception block rolls
--- back the failed call's log rows.
+-- detail), with the simulator's port removed.  The failed call's log rows
+-- stay: the log writer inserts them outside this transaction.
 CREATE FUNCTION try_chat(prompt text, models text[]) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE

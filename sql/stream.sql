@@ -1,5 +1,6 @@
 -- Streaming (Server-Sent Events), the timeouts that go with it, and the
 -- whole chat-completions request through ai_chat_complete.
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT use_gateways('v1');
 SET ai_resilience.max_retries = 1;
@@ -10,6 +11,7 @@ FROM ai_call_log ORDER BY id;
 -- a streamed answer is the plain answer's text; the usage chunk fills the
 -- token columns; the log says it streamed
 SELECT ai_chat('stream me please', ARRAY['ok'], stream => true);
+SELECT ai_flush_log() AS flushed;
 SELECT attempt, code, error_class, outcome, streaming, finish_reason, model_returned,
        prompt_tokens, completion_tokens, response_bytes, ttft_ms >= 0 AS has_ttft
 FROM ai_call_log;
@@ -17,32 +19,41 @@ SELECT ai_chat('stream me please', ARRAY['ok'], stream => true) =
        ai_chat('stream me please', ARRAY['ok'], stream => false) AS same_text;
 
 -- ai_resilience.stream streams by default; stream => false overrides it
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.stream = on;
 SELECT ai_chat('by default', ARRAY['ok']);
 SELECT ai_chat('not this one', ARRAY['ok'], stream => false);
 RESET ai_resilience.stream;
+SELECT ai_flush_log() AS flushed;
 SELECT streaming FROM ai_call_log ORDER BY id;
 
 -- steady slow chunks within the idle timeout succeed
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.stream_idle_timeout = '300ms';
 SELECT ai_chat('one two three', ARRAY['ok+chunkdelay-60'], stream => true);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
 
 -- a stall past the idle timeout fails fast, is retried, then falls back;
 -- the partial answer's length is logged (it is billed)
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT clock_timestamp() AS t0 \gset
 SELECT ai_chat('p', ARRAY['streamstall-5000', 'ok'], stream => true);
 SELECT clock_timestamp() - :'t0' < interval '3 s' AS fast;
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
 RESET ai_resilience.stream_idle_timeout;
 
 -- a cut stream and a mid-stream error are retried, then fall back
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT ai_chat('p', ARRAY['streamcut', 'streamerror', 'ok'], stream => true);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
+SELECT ai_flush_log() AS flushed;
 SELECT DISTINCT error FROM ai_call_log WHERE error_class = 'stream_error';
 
 -- a 5 MB streamed answer returns intact
@@ -56,19 +67,25 @@ SELECT ai_chat('crlf please', ARRAY['ok+crlf'], stream => true);
 
 -- no first byte in time: a first_byte_timeout; stream_on_timeout makes the
 -- next attempt on that route stream
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.first_byte_timeout = '200ms';
 SELECT ai_chat('p', ARRAY['ok+latency-1000', 'ok']);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
 RESET ai_resilience.first_byte_timeout;
 -- a 524 (the gateway's timeout) makes the retry stream, and it gets through
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT ai_chat('p', ARRAY['flaky-1-524']);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
 -- unless stream_on_timeout is off
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET ai_resilience.stream_on_timeout = off;
 SELECT ai_chat('q', ARRAY['flaky-1-524']);
+SELECT ai_flush_log() AS flushed;
 SELECT * FROM stream_attempts;
 RESET ai_resilience.stream_on_timeout;
 

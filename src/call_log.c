@@ -1,203 +1,203 @@
 /*-------------------------------------------------------------------------
  *
  * call_log.c
- *	  One ai_call_log row per HTTP attempt.
+ *	  One ai_call_log row per HTTP attempt, written by a background writer.
  *
- * Every write goes through calllog_append.  Rows are inserted with SPI in
- * the caller's transaction, as the table's owner, so that callers need no
- * privilege on the log and cannot forge rows through it.  A statement that
- * fails and rolls back takes its rows with it; the autonomous log writer
- * (a background worker fed through shared memory) will replace the body of
- * calllog_append without changing its callers.
+ * Every write goes through calllog_append (or, in error cleanup,
+ * calllog_append_in_cleanup).  The attempt is packed into a fixed-size
+ * record and put in the shared-memory queue (log_queue.c); a log writer
+ * (log_writer.c) inserts it into the database's ai_call_log in a
+ * transaction of its own, as the table's owner.  So a row survives the
+ * caller's ERROR, ROLLBACK or termination, callers need no privilege on the
+ * log, and they cannot forge rows through it.
  *
- * The insert plan is prepared once per backend and kept; the extension's
- * schema and the table are looked up again once per transaction, so that a
- * dropped and re-created extension is found.
+ * A record has LOG_SLOT_SIZE bytes: each string is cut to its own limit
+ * below (at a character boundary) and the prompt gets the room that is
+ * left, so a long prompt is stored truncated.
+ *
+ * When the queue is full a record waits for room up to
+ * ai_resilience.log_queue_wait; past that it is lost, counted, and a
+ * WARNING says so.  After a loss the rest of the transaction does not wait
+ * again, so that a blocked writer costs one wait per transaction, not one
+ * per attempt.
+ *
+ * LOCKING RULES: none here; see log_queue.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
-#include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
-#include "utils/rel.h"
-#include "utils/syscache.h"
 
 #include "call_log.h"
+#include "guc.h"
+#include "log_queue.h"
 
-#define CALLLOG_NCOLUMNS	26
-
-/* The prepared INSERT, and what it was prepared for. */
-static SPIPlanPtr calllog_plan = NULL;
-static Oid	calllog_relid = InvalidOid;
-static Oid	calllog_owner = InvalidOid;
-static LocalTransactionId calllog_checked_lxid = InvalidLocalTransactionId;
-
-static void calllog_prepare(void);
-static Oid	extension_namespace(Oid extension);
-
-/* Insert one attempt into ai_call_log. */
-void
-calllog_append(const CallAttempt *a)
+/* A record's worth of bytes, aligned for a LogRecord. */
+typedef union RecordBuffer
 {
-	Datum		values[CALLLOG_NCOLUMNS];
-	char		nulls[CALLLOG_NCOLUMNS];
-	const char *class_name = policy_class_name(a->error_class);
-	Oid			saved_user;
-	int			saved_context;
-	int			rc;
-	int			i = 0;
+	char		bytes[LOG_SLOT_SIZE];
+	int64		align_int;
+	double		align_double;
+} RecordBuffer;
 
-	memset(nulls, ' ', sizeof(nulls));
+/* Most bytes kept of each string; the prompt gets what is left. */
+static const int string_limit[LOG_NSTRINGS] = {
+	[LOG_STR_MODEL] = 256,
+	[LOG_STR_ENDPOINT] = 256,
+	[LOG_STR_ROLE_NAME] = NAMEDATALEN,
+	[LOG_STR_REQUEST_ID] = 128,
+	[LOG_STR_MODEL_RETURNED] = 256,
+	[LOG_STR_FINISH_REASON] = 64,
+	[LOG_STR_ERROR] = 512,
+	[LOG_STR_PROMPT] = LOG_SLOT_SIZE,
+};
 
-#define SET_VALUE(datum) (values[i++] = (datum))
-#define SET_NULLABLE(isnull, datum) \
-	(nulls[i] = (isnull) ? 'n' : ' ', values[i] = (isnull) ? (Datum) 0 : (datum), i++)
+/* The transaction in which a record was lost to a full queue. */
+static LocalTransactionId lost_in_lxid = InvalidLocalTransactionId;
 
-	SET_VALUE(UUIDPGetDatum(&a->call_id));
-	SET_VALUE(Int32GetDatum(a->attempt));
-	SET_VALUE(Int32GetDatum(a->route_index));
-	SET_VALUE(Int32GetDatum(a->route_attempt));
-	SET_VALUE(TimestampTzGetDatum(a->started_at));
-	SET_VALUE(Float8GetDatum(a->latency_ms));
-	SET_VALUE(CStringGetTextDatum(a->model));
-	SET_VALUE(CStringGetTextDatum(a->endpoint));
-	SET_NULLABLE(a->http_status == 0, Int32GetDatum(a->http_status));
-	SET_NULLABLE(class_name == NULL, CStringGetTextDatum(class_name));
-	SET_NULLABLE(a->error == NULL, CStringGetTextDatum(a->error));
-	SET_VALUE(BoolGetDatum(a->streaming));
-	SET_NULLABLE(a->retry_after_ms < 0, Int32GetDatum(a->retry_after_ms));
-	SET_NULLABLE(a->backoff_ms < 0, Int32GetDatum(a->backoff_ms));
-	SET_VALUE(CStringGetTextDatum(policy_outcome_name(a->outcome)));
-	SET_NULLABLE(a->request_id == NULL, CStringGetTextDatum(a->request_id));
-	SET_NULLABLE(a->model_returned == NULL, CStringGetTextDatum(a->model_returned));
-	SET_NULLABLE(a->finish_reason == NULL, CStringGetTextDatum(a->finish_reason));
-	SET_NULLABLE(a->prompt_tokens < 0, Int32GetDatum(a->prompt_tokens));
-	SET_NULLABLE(a->completion_tokens < 0, Int32GetDatum(a->completion_tokens));
-	SET_VALUE(BoolGetDatum(a->new_connection));
-	SET_VALUE(CStringGetTextDatum(a->role_name));
-	SET_VALUE(Int32GetDatum(MyProcPid));
-	SET_NULLABLE(a->prompt == NULL, CStringGetTextDatum(a->prompt));
-	SET_NULLABLE(a->ttft_ms < 0, Float8GetDatum(a->ttft_ms));
-	SET_NULLABLE(a->response_bytes < 0, Int32GetDatum(a->response_bytes));
+static bool warned_recovery = false;
 
-#undef SET_VALUE
-#undef SET_NULLABLE
-	Assert(i == CALLLOG_NCOLUMNS);
+static void pack_attempt(const CallAttempt *a, LogRecord *record);
+static void pack_string(LogRecord *record, LogString which, const char *value,
+						int *used);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	calllog_prepare();
-
-	/* write as the table's owner; an error restores the user on abort */
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(calllog_owner,
-						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_plan(calllog_plan, values, nulls, false, 0);
-	SetUserIdAndSecContext(saved_user, saved_context);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into ai_call_log: %s",
-			 SPI_result_code_string(rc));
-	SPI_finish();
+/* Raise an error unless the library was loaded by shared_preload_libraries. */
+void
+calllog_require_loaded(void)
+{
+	if (!logq_is_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_ai_resilience must be loaded via shared_preload_libraries"),
+				 errhint("Add pg_ai_resilience to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
 /*
- * Find the log table (once per transaction) and prepare the INSERT for it
- * (once per table).  Runs inside SPI_connect.
+ * Queue one attempt for the log, waiting for room if the queue is full; a
+ * record that cannot be queued is counted lost with a WARNING.
  */
-static void
-calllog_prepare(void)
+void
+calllog_append(const CallAttempt *a)
 {
-	static const Oid argtypes[CALLLOG_NCOLUMNS] = {
-		UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
-		TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
-		INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-		BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
-	};
-	Oid			extension;
-	Oid			namespace;
-	Oid			relid;
-	HeapTuple	tuple;
-	SPIPlanPtr	plan;
-	char	   *sql;
+	RecordBuffer buffer;
+	LogRecord  *record = (LogRecord *) buffer.bytes;
+	bool		lost_already;
 
-	if (calllog_plan != NULL && calllog_checked_lxid == MyProc->lxid)
+	if (!air_log_attempts)
 		return;
+	calllog_require_loaded();
 
-	extension = get_extension_oid("pg_ai_resilience", true);
-	if (!OidIsValid(extension))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"pg_ai_resilience\" is not installed in this database")));
-	namespace = extension_namespace(extension);
-	relid = get_relname_relid("ai_call_log", namespace);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table \"ai_call_log\" of extension \"pg_ai_resilience\" is missing")));
-
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	calllog_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	if (calllog_plan == NULL || relid != calllog_relid)
+	pack_attempt(a, record);
+	lost_already = lost_in_lxid == MyProc->lxid;
+	switch (logq_enqueue(record, lost_already ? 0 : air_log_queue_wait_ms))
 	{
-		sql = psprintf("INSERT INTO %s.ai_call_log (call_id, attempt, route_index,"
-					   " route_attempt, started_at, latency_ms, model, endpoint,"
-					   " code, error_class, error, streaming, retry_after_ms,"
-					   " backoff_ms, outcome, request_id, model_returned,"
-					   " finish_reason, prompt_tokens, completion_tokens,"
-					   " new_connection, role_name, backend_pid, prompt, ttft_ms,"
-					   " response_bytes)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-					   " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
-					   " $23, $24, $25, $26)",
-					   quote_identifier(get_namespace_name(namespace)));
-		plan = SPI_prepare(sql, CALLLOG_NCOLUMNS, (Oid *) argtypes);
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the ai_call_log insert: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not keep the ai_call_log insert plan");
-		if (calllog_plan != NULL)
-			SPI_freeplan(calllog_plan);
-		calllog_plan = plan;
-		calllog_relid = relid;
+		case LOGQ_QUEUED:
+		case LOGQ_QUEUED_AFTER_WAIT:
+			break;
+		case LOGQ_LOST_FULL:
+			lost_in_lxid = MyProc->lxid;
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("an ai_call_log record was lost: the log queue is full"),
+					 lost_already ?
+					 errdetail("An earlier record of this transaction was lost after waiting ai_resilience.log_queue_wait (%d ms).",
+							   air_log_queue_wait_ms) :
+					 errdetail("It stayed full for ai_resilience.log_queue_wait (%d ms).",
+							   air_log_queue_wait_ms),
+					 errhint("The log writer is behind or blocked (a lock on ai_call_log?); see ai_log_stats().")));
+			break;
+		case LOGQ_LOST_NO_DATABASE:
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("an ai_call_log record was lost: more than %d databases have records queued",
+							LOG_MAX_DATABASES)));
+			break;
+		case LOGQ_LOST_RECOVERY:
+			if (!warned_recovery)
+				ereport(WARNING,
+						(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+						 errmsg("attempts are not logged in ai_call_log while the server is in recovery")));
+			warned_recovery = true;
+			break;
 	}
-	calllog_checked_lxid = MyProc->lxid;
 }
 
-/* The schema an extension was installed in (PostgreSQL 15 has no export). */
-static Oid
-extension_namespace(Oid extension)
+/*
+ * Queue one attempt from error cleanup (PG_CATCH): never waits, raises no
+ * error and allocates nothing.  A full queue counts the record lost.
+ */
+void
+calllog_append_in_cleanup(const CallAttempt *a)
 {
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			namespace = InvalidOid;
+	RecordBuffer buffer;
+	LogRecord  *record = (LogRecord *) buffer.bytes;
 
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extension));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		namespace = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return namespace;
+	if (!air_log_attempts || !logq_is_ready())
+		return;
+	pack_attempt(a, record);
+	(void) logq_enqueue(record, 0);
+}
+
+/* Copy an attempt into a record; strings are cut to fit. */
+static void
+pack_attempt(const CallAttempt *a, LogRecord *record)
+{
+	int			used = 0;
+
+	memset(record, 0, offsetof(LogRecord, data));
+	record->call_id = a->call_id;
+	record->attempt = a->attempt;
+	record->route_index = a->route_index;
+	record->route_attempt = a->route_attempt;
+	record->started_at = a->started_at;
+	record->latency_ms = a->latency_ms;
+	record->http_status = a->http_status;
+	record->error_class = (int32) a->error_class;
+	record->outcome = (int32) a->outcome;
+	record->retry_after_ms = a->retry_after_ms;
+	record->backoff_ms = a->backoff_ms;
+	record->prompt_tokens = a->prompt_tokens;
+	record->completion_tokens = a->completion_tokens;
+	record->ttft_ms = a->ttft_ms;
+	record->response_bytes = a->response_bytes;
+	record->streaming = a->streaming;
+	record->new_connection = a->new_connection;
+
+	pack_string(record, LOG_STR_MODEL, a->model, &used);
+	pack_string(record, LOG_STR_ENDPOINT, a->endpoint, &used);
+	pack_string(record, LOG_STR_ROLE_NAME, a->role_name, &used);
+	pack_string(record, LOG_STR_REQUEST_ID, a->request_id, &used);
+	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, &used);
+	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, &used);
+	pack_string(record, LOG_STR_ERROR, a->error, &used);
+	pack_string(record, LOG_STR_PROMPT, a->prompt, &used);
+}
+
+/*
+ * Append a string to the record's data, cut at a character boundary to its
+ * limit and to the room left (keeping a NUL).
+ */
+static void
+pack_string(LogRecord *record, LogString which, const char *value, int *used)
+{
+	int			room = Min(string_limit[which], (int) LOG_DATA_SIZE - *used - 1);
+	int			len;
+
+	if (value == NULL)
+	{
+		record->str_offset[which] = 0;
+		record->str_len[which] = LOG_STR_NULL;
+		return;
+	}
+	len = strnlen(value, room + 1);
+	if (len > room)
+		len = pg_mbcliplen(value, len, Max(room, 0));
+	memcpy(record->data + *used, value, len);
+	record->data[*used + len] = '\0';
+	record->str_offset[which] = *used;
+	record->str_len[which] = len;
+	*used += len + 1;
 }

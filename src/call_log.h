@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * call_log.h
- *	  One ai_call_log row per HTTP attempt.
+ *	  One ai_call_log row per HTTP attempt, written by a background writer.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +43,8 @@ typedef struct CallAttempt
 	int			response_bytes; /* answer text received, partial or whole; -1: none */
 } CallAttempt;
 
+extern void calllog_require_loaded(void);
 extern void calllog_append(const CallAttempt *attempt);
+extern void calllog_append_in_cleanup(const CallAttempt *attempt);
 
 #endif							/* AIR_CALL_LOG_H */

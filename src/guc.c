@@ -5,8 +5,12 @@
  *
  * Settings that choose where prompts go and with which credentials
  * (endpoints, api_key, log_prompts) are PGC_SUSET: an administrator decides
- * them.  The rest tune one session's retries, timeouts and limits and are
- * PGC_USERSET.  Times are in milliseconds (GUC_UNIT_MS), sizes in bytes.
+ * them, as whether and how attempts are logged (log_*): a user must not be
+ * able to keep his calls out of the log.  The size of the shared log queue
+ * is PGC_POSTMASTER.  The rest tune one session's retries, timeouts and
+ * limits and are PGC_USERSET.  Times are in milliseconds (GUC_UNIT_MS)
+ * except the log retention (seconds, as it is counted in days), sizes in
+ * bytes.
  *
  * The API key has no check hook on purpose: PostgreSQL quotes a rejected
  * value in its error message, which would put the key in the server log.
@@ -19,6 +23,7 @@
 #include <limits.h>
 #include <strings.h>
 
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -46,6 +51,10 @@ bool		air_stream = false;
 bool		air_stream_on_timeout = true;
 int			air_first_byte_timeout_ms = 100000;
 int			air_stream_idle_timeout_ms = 60000;
+bool		air_log_attempts = true;
+int			air_log_queue_size = 4096;
+int			air_log_queue_wait_ms = 5000;
+int			air_log_retention_s = 0;
 
 /* An hour: no single wait of ours is meant to be longer. */
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
@@ -242,6 +251,47 @@ air_define_gucs(void)
 							0, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("ai_resilience.log_attempts",
+							 "Record every HTTP attempt in ai_call_log.",
+							 "Off: calls are not logged at all.",
+							 &air_log_attempts,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	/* PostgreSQL allows a POSTMASTER setting only in a preloaded library */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("ai_resilience.log_queue_size",
+								"Attempt records the shared log queue holds until a log writer inserts them.",
+								"Each takes 2 kB of shared memory. A crash loses at most this many records.",
+								&air_log_queue_size,
+								4096,
+								1, 262144,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.log_queue_wait",
+							"Longest wait for room in a full log queue before an attempt record is lost.",
+							"0 never waits. A lost record is counted in ai_log_stats() and reported by a WARNING.",
+							&air_log_queue_wait_ms,
+							5000,
+							0, AIR_MAX_WAIT_MS,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.log_retention",
+							"Age after which the log writer deletes ai_call_log rows.",
+							"0 keeps every row. Applied by the running log writer when idle, 1000 rows per transaction.",
+							&air_log_retention_s,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("ai_resilience");

@@ -29,6 +29,10 @@ extern bool air_stream;
 extern bool air_stream_on_timeout;
 extern int	air_first_byte_timeout_ms;
 extern int	air_stream_idle_timeout_ms;
+extern bool air_log_attempts;
+extern int	air_log_queue_size;
+extern int	air_log_queue_wait_ms;
+extern int	air_log_retention_s;
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

@@ -47,7 +47,8 @@ SELECT pg_catalog.pg_extension_config_dump('ai_call_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ai_call_log_id_seq', '');
 
 -- Readers are granted by the administrator; rows are written by the
--- extension as the table's owner, so callers need no privilege on it.
+-- extension's log writer as the table's owner, so callers need no privilege
+-- on it.
 REVOKE ALL ON ai_call_log FROM PUBLIC;
 
 CREATE FUNCTION ai_chat(
@@ -107,3 +108,35 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION ai_chat_complete(jsonb, text[], text, boolean) IS
     'Send a whole chat-completions request (model set per route) with retries and fallback; returns the whole response';
+
+CREATE FUNCTION ai_flush_log(timeout interval DEFAULT '10s')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ai_flush_log'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_flush_log(interval) IS
+    'Wait until every attempt this session has made is in ai_call_log (or counted lost); false on timeout';
+
+CREATE FUNCTION ai_log_stats(
+    OUT queued        bigint,
+    OUT written       bigint,
+    OUT lost          bigint,
+    OUT queue_waits   bigint,
+    OUT in_queue      integer,
+    OUT writers       integer,
+    OUT last_error    text,
+    OUT last_error_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'ai_log_stats'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION ai_log_stats() IS
+    'Counters of the ai_call_log queue and writers since server start';
+
+CREATE VIEW ai_log_stats AS SELECT * FROM ai_log_stats();
+
+-- A writer's last error may quote log data: for monitoring roles only.
+REVOKE ALL ON FUNCTION ai_log_stats() FROM PUBLIC;
+REVOKE ALL ON ai_log_stats FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_log_stats() TO pg_read_all_stats;
+GRANT SELECT ON ai_log_stats TO pg_read_all_stats;

@@ -24,27 +24,35 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "catalog/pg_operator_d.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "catalog/pg_operator_d.h"
-#include "executor/tuptable.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
 
+#include "call_log.h"
 #include "guc.h"
+#include "log_queue.h"
 #include "runner.h"
 
 PG_FUNCTION_INFO_V1(ai_chat);
 PG_FUNCTION_INFO_V1(ai_chat_complete);
 PG_FUNCTION_INFO_V1(ai_chat_batch);
 PG_FUNCTION_INFO_V1(ai_chat_batch_keyed);
+PG_FUNCTION_INFO_V1(ai_flush_log);
+PG_FUNCTION_INFO_V1(ai_log_stats);
+
+#define LOG_STATS_COLUMNS	8
 
 /* Rows a batch holds in memory ahead of the first unreturned row, per slot. */
 #define BATCH_WINDOW_FACTOR		8
@@ -149,6 +157,7 @@ ai_chat(PG_FUNCTION_ARGS)
 	ChatArguments args;
 	CallSettings settings;
 
+	calllog_require_loaded();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -184,6 +193,7 @@ ai_chat_complete(PG_FUNCTION_ARGS)
 	List	   *models;
 	OnError		on_error;
 
+	calllog_require_loaded();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -281,6 +291,58 @@ read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
 	argno++;
 	args->on_error = on_error_argument(fcinfo, argno++);
 	args->stream = stream_argument(fcinfo, argno);
+}
+
+/*
+ * ai_flush_log(timeout interval) waits until every attempt this session has
+ * queued is in ai_call_log (or counted lost); false if timeout passes first.
+ */
+Datum
+ai_flush_log(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	double		timeout_ms;
+
+	calllog_require_loaded();
+	timeout_ms = (timeout->time +
+				  (timeout->day + (double) timeout->month * DAYS_PER_MONTH) *
+				  (double) USECS_PER_DAY) / 1000.0;
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	PG_RETURN_BOOL(logq_flush((long) Min(timeout_ms, (double) LONG_MAX / 2)));
+}
+
+/* ai_log_stats() returns the log queue's counters since server start. */
+Datum
+ai_log_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	LogQueueStats stats;
+	Datum		values[LOG_STATS_COLUMNS];
+	bool		nulls[LOG_STATS_COLUMNS];
+
+	calllog_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	logq_get_stats(&stats);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum((int64) stats.queued);
+	values[1] = Int64GetDatum((int64) stats.written);
+	values[2] = Int64GetDatum((int64) stats.lost);
+	values[3] = Int64GetDatum((int64) stats.queue_waits);
+	values[4] = Int32GetDatum(stats.in_queue);
+	values[5] = Int32GetDatum(stats.writers);
+	if (stats.last_error[0] == '\0')
+		nulls[6] = nulls[7] = true;
+	else
+	{
+		values[6] = CStringGetTextDatum(stats.last_error);
+		values[7] = TimestampTzGetDatum(stats.last_error_at);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*
@@ -413,6 +475,7 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 	CallSettings settings;
 	int			i;
 
+	calllog_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&batch, 0, sizeof(batch));
 	batch.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;

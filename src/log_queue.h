@@ -1,0 +1,113 @@
+/*-------------------------------------------------------------------------
+ *
+ * log_queue.h
+ *	  The shared-memory queue of attempt records waiting for a log writer.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AIR_LOG_QUEUE_H
+#define AIR_LOG_QUEUE_H
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+/* Bytes of one queue slot: a record and its strings. */
+#define LOG_SLOT_SIZE		2048
+
+/* Databases that may have records queued, or a writer, at one time. */
+#define LOG_MAX_DATABASES	64
+
+/* The strings of a record, in the order they are packed. */
+typedef enum LogString
+{
+	LOG_STR_MODEL,
+	LOG_STR_ENDPOINT,
+	LOG_STR_ROLE_NAME,
+	LOG_STR_REQUEST_ID,
+	LOG_STR_MODEL_RETURNED,
+	LOG_STR_FINISH_REASON,
+	LOG_STR_ERROR,
+	LOG_STR_PROMPT,
+	LOG_NSTRINGS
+} LogString;
+
+/* A string's length when it is NULL. */
+#define LOG_STR_NULL		0xFFFF
+
+/*
+ * One attempt, as queued: the fields of a CallAttempt, with its strings
+ * packed into data (each NUL-terminated, possibly truncated), and who
+ * queued it.
+ */
+typedef struct LogRecord
+{
+	Oid			dboid;			/* the database whose ai_call_log gets it */
+	int			backend_id;		/* the queuing backend's MyBackendId */
+	uint64		seq;			/* queue-wide number, set when queued */
+	int			backend_pid;
+	pg_uuid_t	call_id;
+	int32		attempt;
+	int32		route_index;
+	int32		route_attempt;
+	TimestampTz started_at;
+	double		latency_ms;
+	int32		http_status;	/* 0: none */
+	int32		error_class;	/* an AttemptClass */
+	int32		outcome;		/* an AttemptOutcome */
+	int32		retry_after_ms; /* -1: none */
+	int32		backoff_ms;		/* -1: none */
+	int32		prompt_tokens;	/* -1: unknown */
+	int32		completion_tokens;	/* -1: unknown */
+	double		ttft_ms;		/* -1: none */
+	int32		response_bytes; /* -1: none */
+	bool		streaming;
+	bool		new_connection;
+	uint16		str_offset[LOG_NSTRINGS];	/* into data */
+	uint16		str_len[LOG_NSTRINGS];	/* LOG_STR_NULL: NULL */
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} LogRecord;
+
+/* Bytes of a record's data area. */
+#define LOG_DATA_SIZE		(LOG_SLOT_SIZE - offsetof(LogRecord, data))
+
+/* What logq_enqueue did with a record. */
+typedef enum LogEnqueueResult
+{
+	LOGQ_QUEUED,				/* in the queue */
+	LOGQ_QUEUED_AFTER_WAIT,		/* in the queue, after waiting for room */
+	LOGQ_LOST_FULL,				/* the queue stayed full: lost */
+	LOGQ_LOST_NO_DATABASE,		/* too many databases with records: lost */
+	LOGQ_LOST_RECOVERY			/* a server in recovery cannot write: lost */
+} LogEnqueueResult;
+
+/* The counters shown by ai_log_stats(), since server start. */
+typedef struct LogQueueStats
+{
+	uint64		queued;
+	uint64		written;
+	uint64		lost;
+	uint64		queue_waits;
+	int			in_queue;
+	int			writers;
+	char		last_error[256];	/* empty: none */
+	TimestampTz last_error_at;
+} LogQueueStats;
+
+extern void logq_request_shmem(void);
+extern void logq_init_shmem(void);
+extern bool logq_is_ready(void);
+
+/* backends */
+extern LogEnqueueResult logq_enqueue(LogRecord *record, int wait_ms);
+extern bool logq_flush(long timeout_ms);
+extern void logq_get_stats(LogQueueStats *stats);
+
+/* the writer of one database */
+extern Oid	logq_writer_attach(int db_index);
+extern int	logq_writer_take(int db_index, LogRecord **records, int max);
+extern void logq_writer_release(int db_index, int ntaken, int nwritten);
+extern bool logq_writer_detach_if_idle(int db_index);
+extern void logq_writer_exit(int db_index, bool connected);
+extern void logq_report_error(const char *message);
+
+#endif							/* AIR_LOG_QUEUE_H */

@@ -1,0 +1,681 @@
+/*-------------------------------------------------------------------------
+ *
+ * log_writer.c
+ *	  The background worker that writes one database's queued attempts.
+ *
+ * A writer serves one database: the first backend to queue a record for a
+ * database without a writer registers a dynamic background worker for it
+ * (logwriter_launch, called from log_queue.c).  The writer connects to the
+ * database, takes up to WRITER_BATCH records at a time from the queue,
+ * inserts them into ai_call_log in one transaction of its own, as the
+ * table's owner, and then gives them back to the queue as written.  It
+ * sleeps on its latch, which backends set when they queue a record, and
+ * exits once it has been idle for WRITER_IDLE_EXIT_MS; the next record
+ * starts a new one.  The idle exit is short so that DROP DATABASE, which
+ * waits 5 s for other sessions to leave, is not refused because of us.
+ *
+ * Failures: a batch that fails is written again row by row, each row in a
+ * subtransaction, so that one row a user's constraint refuses does not
+ * take the others with it; the rows that still fail, and every row of a
+ * database where the table or extension is missing or the commit fails
+ * (a full disk), are counted lost and given back.  Records are never
+ * retried forever and an error never ends the worker: errors go to the
+ * server log, at most one every ERROR_LOG_INTERVAL_MS, and the last one to
+ * ai_log_stats().  A writer that cannot connect at all exits (code 1,
+ * never restarted) and its database's records are counted lost.
+ *
+ * When idle it also deletes rows older than ai_resilience.log_retention,
+ * RETENTION_BATCH rows per transaction.
+ *
+ * SIGHUP reloads the configuration.  SIGTERM (shutdown, or
+ * pg_terminate_backend) lets the writer finish the batch in hand and write
+ * what is queued for its database, then exit.
+ *
+ * LOCKING RULES: none of its own; the queue's are in log_queue.c.  Queued
+ * records are read without a lock between logq_writer_take and
+ * logq_writer_release.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "guc.h"
+#include "log_queue.h"
+#include "log_writer.h"
+#include "policy.h"
+
+/* Records inserted per transaction. */
+#define WRITER_BATCH			1000
+
+/* A writer with nothing to do for this long exits. */
+#define WRITER_IDLE_EXIT_MS		2000
+
+/* Rows deleted per transaction by ai_resilience.log_retention. */
+#define RETENTION_BATCH			1000
+
+/* Time between two retention passes that found nothing more to delete. */
+#define RETENTION_INTERVAL_MS	60000
+
+/* At most one error in the server log per this many ms. */
+#define ERROR_LOG_INTERVAL_MS	10000
+
+#define LOG_NCOLUMNS			26
+
+/* Where the log table is, in the current transaction. */
+typedef struct LogTable
+{
+	Oid			relid;
+	Oid			owner;
+	char	   *schema;			/* quoted */
+} LogTable;
+
+static volatile sig_atomic_t got_sigterm = false;
+static int	writer_db_index = -1;
+static bool writer_connected = false;
+static MemoryContext batch_memory = NULL;
+
+/* The prepared INSERT, and the table it was prepared for. */
+static SPIPlanPtr insert_plan = NULL;
+static Oid	insert_relid = InvalidOid;
+
+/* Rate limit of the server log. */
+static TimestampTz error_logged_at = 0;
+static int	errors_not_logged = 0;
+
+static void writer_sigterm(SIGNAL_ARGS);
+static void writer_on_exit(int code, Datum arg);
+static int	write_queued(int max_records);
+static int	insert_batch(LogRecord **records, int n);
+static int	insert_row_by_row(LogRecord **records, int n);
+static bool insert_in_subtransaction(const LogRecord *record);
+static bool find_log_table(LogTable *table, bool missing_ok);
+static void prepare_insert(const LogTable *table);
+static void insert_record(const LogRecord *record);
+static bool apply_retention(void);
+static void report_error(const char *what, int lost, bool abort_transaction);
+static long ms_since(TimestampTz then);
+static Oid	extension_namespace(Oid extension);
+
+/*
+ * Register a dynamic background worker to write the records of
+ * databases[db_index].  False when no worker slot is free.
+ */
+bool
+logwriter_launch(int db_index, Oid dboid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "pg_ai_resilience", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "air_log_writer_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN,
+			 "pg_ai_resilience log writer for database %u", dboid);
+	strlcpy(worker.bgw_type, "pg_ai_resilience log writer", BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(db_index);
+	worker.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
+}
+
+/* Entry point of the log writer of databases[main_arg]. */
+void
+air_log_writer_main(Datum main_arg)
+{
+	TimestampTz idle_since;
+	TimestampTz retention_at = 0;
+	bool		more_retention = false;
+	Oid			dboid;
+
+	writer_db_index = DatumGetInt32(main_arg);
+	before_shmem_exit(writer_on_exit, (Datum) 0);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, writer_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	dboid = logq_writer_attach(writer_db_index);
+	if (!OidIsValid(dboid))
+		proc_exit(0);			/* another writer serves the database */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	writer_connected = true;
+	pgstat_report_appname("pg_ai_resilience log writer");
+	batch_memory = AllocSetContextCreate(TopMemoryContext,
+										 "pg_ai_resilience log writer",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	idle_since = GetCurrentTimestamp();
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout_ms;
+		bool		wrote = false;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		while (!got_sigterm && write_queued(WRITER_BATCH) > 0)
+			wrote = true;
+		if (got_sigterm)
+			break;
+
+		now = GetCurrentTimestamp();
+		if (wrote)
+			idle_since = now;
+		else if (air_log_retention_s > 0 &&
+				 (more_retention ||
+				  TimestampDifferenceExceeds(retention_at, now,
+											 RETENTION_INTERVAL_MS)))
+		{
+			more_retention = apply_retention();
+			retention_at = now;
+		}
+		else if (TimestampDifferenceExceeds(idle_since, now,
+											WRITER_IDLE_EXIT_MS) &&
+				 logq_writer_detach_if_idle(writer_db_index))
+			break;
+
+		/* so that autovacuum sees our inserts and deletes soon */
+		pgstat_report_stat(true);
+
+		timeout_ms = more_retention ? 0 :
+			Max(10, WRITER_IDLE_EXIT_MS - ms_since(idle_since));
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/* SIGTERM: the queue may hold more than a batch; write it all once */
+	if (got_sigterm)
+		(void) write_queued(air_log_queue_size);
+	pgstat_report_stat(true);
+	proc_exit(0);
+}
+
+/* SIGTERM: finish the work in hand, then exit. */
+static void
+writer_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* However the writer ends, the next record must find it gone. */
+static void
+writer_on_exit(int code, Datum arg)
+{
+	logq_writer_exit(writer_db_index, writer_connected);
+}
+
+/*
+ * Write up to max_records of the database's queued records, in batches;
+ * returns how many were handled (written or lost).
+ */
+static int
+write_queued(int max_records)
+{
+	LogRecord  *records[WRITER_BATCH];
+	int			done = 0;
+
+	while (done < max_records)
+	{
+		int			n = logq_writer_take(writer_db_index, records,
+										 Min(WRITER_BATCH, max_records - done));
+		int			written;
+
+		if (n == 0)
+			break;
+		pgstat_report_activity(STATE_RUNNING, "writing ai_call_log");
+		written = insert_batch(records, n);
+		if (written < 0)
+			written = insert_row_by_row(records, n);
+
+		/*
+		 * The batch is committed: give it back before anything can stop us,
+		 * or the next writer would write it again.
+		 */
+		logq_writer_release(writer_db_index, n, written);
+		done += n;
+		MemoryContextReset(batch_memory);
+	}
+	if (done > 0)
+		pgstat_report_activity(STATE_IDLE, NULL);
+	return done;
+}
+
+/*
+ * Insert records in one transaction.  Returns n, 0 when they cannot be
+ * written at all (no table, failed commit), or -1 when the batch failed in
+ * a way that writing row by row may get round.
+ */
+static int
+insert_batch(LogRecord **records, int n)
+{
+	MemoryContext old_context = MemoryContextSwitchTo(batch_memory);
+	volatile bool table_found = false;
+	volatile bool rows_inserted = false;
+	int			result;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		LogTable	table;
+		Oid			saved_user;
+		int			saved_context;
+		int			i;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		(void) find_log_table(&table, false);
+		table_found = true;
+		prepare_insert(&table);
+
+		GetUserIdAndSecContext(&saved_user, &saved_context);
+		SetUserIdAndSecContext(table.owner,
+							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+		for (i = 0; i < n; i++)
+			insert_record(records[i]);
+		SetUserIdAndSecContext(saved_user, saved_context);
+		rows_inserted = true;
+
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		result = n;
+	}
+	PG_CATCH();
+	{
+		/* rows that went in but were not committed may go in one by one */
+		bool		retry = table_found && rows_inserted == false;
+
+		MemoryContextSwitchTo(batch_memory);
+		report_error(psprintf("could not write %d records to ai_call_log%s",
+							  n, retry ? ", retrying row by row" : ""),
+					 retry ? 0 : n, true);
+		result = retry ? -1 : 0;
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(old_context);
+	return result;
+}
+
+/*
+ * Insert records one by one, each in a subtransaction of one transaction;
+ * returns how many were committed.
+ */
+static int
+insert_row_by_row(LogRecord **records, int n)
+{
+	MemoryContext old_context = MemoryContextSwitchTo(batch_memory);
+	volatile int inserted = 0;
+	int			result;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		LogTable	table;
+		Oid			saved_user;
+		int			saved_context;
+		int			i;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		(void) find_log_table(&table, false);
+		prepare_insert(&table);
+
+		GetUserIdAndSecContext(&saved_user, &saved_context);
+		SetUserIdAndSecContext(table.owner,
+							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+		for (i = 0; i < n; i++)
+			if (insert_in_subtransaction(records[i]))
+				inserted++;
+		SetUserIdAndSecContext(saved_user, saved_context);
+
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		result = inserted;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(batch_memory);
+		report_error(psprintf("could not write %d records to ai_call_log", n),
+					 n, true);
+		result = 0;
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(old_context);
+	return result;
+}
+
+/* Insert one record in a subtransaction; false if it failed. */
+static bool
+insert_in_subtransaction(const LogRecord *record)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool inserted = true;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		insert_record(record);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		report_error("could not write a record to ai_call_log", 1, false);
+		RollbackAndReleaseCurrentSubTransaction();
+		inserted = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	return inserted;
+}
+
+/*
+ * Find this database's ai_call_log and its owner.  When missing: an error,
+ * or false with missing_ok.
+ */
+static bool
+find_log_table(LogTable *table, bool missing_ok)
+{
+	Oid			extension;
+	Oid			namespace;
+	HeapTuple	tuple;
+
+	extension = get_extension_oid("pg_ai_resilience", true);
+	if (!OidIsValid(extension))
+	{
+		if (missing_ok)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"pg_ai_resilience\" is not installed in database \"%s\"",
+						get_database_name(MyDatabaseId))));
+	}
+	namespace = extension_namespace(extension);
+	table->relid = get_relname_relid("ai_call_log", namespace);
+	if (!OidIsValid(table->relid))
+	{
+		if (missing_ok)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"ai_call_log\" of extension \"pg_ai_resilience\" is missing")));
+	}
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table->relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", table->relid);
+	table->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	table->schema = (char *) quote_identifier(get_namespace_name(namespace));
+	return true;
+}
+
+/* Prepare the INSERT for the table, unless it is prepared already. */
+static void
+prepare_insert(const LogTable *table)
+{
+	static const Oid argtypes[LOG_NCOLUMNS] = {
+		UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
+		TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
+		INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+		BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
+	};
+	SPIPlanPtr	plan;
+	char	   *sql;
+
+	if (insert_plan != NULL && insert_relid == table->relid)
+		return;
+	sql = psprintf("INSERT INTO %s.ai_call_log (call_id, attempt, route_index,"
+				   " route_attempt, started_at, latency_ms, model, endpoint,"
+				   " code, error_class, error, streaming, retry_after_ms,"
+				   " backoff_ms, outcome, request_id, model_returned,"
+				   " finish_reason, prompt_tokens, completion_tokens,"
+				   " new_connection, role_name, backend_pid, prompt, ttft_ms,"
+				   " response_bytes)"
+				   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+				   " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
+				   " $23, $24, $25, $26)",
+				   table->schema);
+	plan = SPI_prepare(sql, LOG_NCOLUMNS, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the ai_call_log insert: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the ai_call_log insert plan");
+	if (insert_plan != NULL)
+		SPI_freeplan(insert_plan);
+	insert_plan = plan;
+	insert_relid = table->relid;
+}
+
+/* Insert one record with the prepared plan. */
+static void
+insert_record(const LogRecord *r)
+{
+	Datum		values[LOG_NCOLUMNS];
+	char		nulls[LOG_NCOLUMNS];
+	const char *class_name = policy_class_name((AttemptClass) r->error_class);
+	int			rc;
+	int			i = 0;
+
+	memset(nulls, ' ', sizeof(nulls));
+
+#define SET_VALUE(datum) (values[i++] = (datum))
+#define SET_NULLABLE(isnull, datum) \
+	(nulls[i] = (isnull) ? 'n' : ' ', values[i] = (isnull) ? (Datum) 0 : (datum), i++)
+#define STRING_IS_NULL(s) (r->str_len[s] == LOG_STR_NULL)
+#define STRING_DATUM(s) \
+	(STRING_IS_NULL(s) ? (Datum) 0 : \
+	 PointerGetDatum(cstring_to_text_with_len(r->data + r->str_offset[s], r->str_len[s])))
+
+	SET_VALUE(UUIDPGetDatum(&r->call_id));
+	SET_VALUE(Int32GetDatum(r->attempt));
+	SET_VALUE(Int32GetDatum(r->route_index));
+	SET_VALUE(Int32GetDatum(r->route_attempt));
+	SET_VALUE(TimestampTzGetDatum(r->started_at));
+	SET_VALUE(Float8GetDatum(r->latency_ms));
+	SET_VALUE(STRING_DATUM(LOG_STR_MODEL));
+	SET_VALUE(STRING_DATUM(LOG_STR_ENDPOINT));
+	SET_NULLABLE(r->http_status == 0, Int32GetDatum(r->http_status));
+	SET_NULLABLE(class_name == NULL, CStringGetTextDatum(class_name));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_ERROR), STRING_DATUM(LOG_STR_ERROR));
+	SET_VALUE(BoolGetDatum(r->streaming));
+	SET_NULLABLE(r->retry_after_ms < 0, Int32GetDatum(r->retry_after_ms));
+	SET_NULLABLE(r->backoff_ms < 0, Int32GetDatum(r->backoff_ms));
+	SET_VALUE(CStringGetTextDatum(policy_outcome_name((AttemptOutcome) r->outcome)));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_REQUEST_ID), STRING_DATUM(LOG_STR_REQUEST_ID));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_MODEL_RETURNED), STRING_DATUM(LOG_STR_MODEL_RETURNED));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_FINISH_REASON), STRING_DATUM(LOG_STR_FINISH_REASON));
+	SET_NULLABLE(r->prompt_tokens < 0, Int32GetDatum(r->prompt_tokens));
+	SET_NULLABLE(r->completion_tokens < 0, Int32GetDatum(r->completion_tokens));
+	SET_VALUE(BoolGetDatum(r->new_connection));
+	SET_VALUE(STRING_DATUM(LOG_STR_ROLE_NAME));
+	SET_VALUE(Int32GetDatum(r->backend_pid));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_PROMPT), STRING_DATUM(LOG_STR_PROMPT));
+	SET_NULLABLE(r->ttft_ms < 0, Float8GetDatum(r->ttft_ms));
+	SET_NULLABLE(r->response_bytes < 0, Int32GetDatum(r->response_bytes));
+
+#undef SET_VALUE
+#undef SET_NULLABLE
+#undef STRING_IS_NULL
+#undef STRING_DATUM
+	Assert(i == LOG_NCOLUMNS);
+
+	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into ai_call_log: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
+ * Delete up to RETENTION_BATCH rows older than ai_resilience.log_retention,
+ * as the table's owner.  True when there may be more to delete.
+ */
+static bool
+apply_retention(void)
+{
+	MemoryContext old_context = MemoryContextSwitchTo(batch_memory);
+	volatile bool more = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		LogTable	table;
+		Oid			saved_user;
+		int			saved_context;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (find_log_table(&table, true))
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		args[1] = {Int32GetDatum(air_log_retention_s)};
+			char	   *sql;
+			int			rc;
+
+			pgstat_report_activity(STATE_RUNNING, "deleting old ai_call_log rows");
+			sql = psprintf("DELETE FROM %s.ai_call_log WHERE id IN"
+						   " (SELECT id FROM %s.ai_call_log"
+						   " WHERE started_at < now() - make_interval(secs => $1)"
+						   " ORDER BY started_at LIMIT %d)",
+						   table.schema, table.schema, RETENTION_BATCH);
+			GetUserIdAndSecContext(&saved_user, &saved_context);
+			SetUserIdAndSecContext(table.owner,
+								   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+			rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0);
+			SetUserIdAndSecContext(saved_user, saved_context);
+			if (rc != SPI_OK_DELETE)
+				elog(ERROR, "could not delete old ai_call_log rows: %s",
+					 SPI_result_code_string(rc));
+			more = SPI_processed == RETENTION_BATCH;
+		}
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(batch_memory);
+		report_error("could not apply ai_resilience.log_retention", 0, true);
+		more = false;
+	}
+	PG_END_TRY();
+
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(old_context);
+	MemoryContextReset(batch_memory);
+	return more;
+}
+
+/*
+ * Handle the error being thrown, in a PG_CATCH block: abort every
+ * transaction level if asked (a subtransaction is the caller's to roll
+ * back), keep the message for ai_log_stats(), and log it unless another was
+ * logged less than ERROR_LOG_INTERVAL_MS ago.  The DETAIL is left out: for
+ * a refused row it holds the row, prompt included.
+ */
+static void
+report_error(const char *what, int lost, bool abort_transaction)
+{
+	ErrorData  *edata = CopyErrorData();
+	TimestampTz now = GetCurrentTimestamp();
+	char		message[256];
+
+	FlushErrorState();
+	if (abort_transaction)
+		AbortOutOfAnyTransaction();
+
+	snprintf(message, sizeof(message), "%s: %s", what, edata->message);
+	logq_report_error(message);
+	if (error_logged_at == 0 ||
+		TimestampDifferenceExceeds(error_logged_at, now, ERROR_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pg_ai_resilience log writer: %s", message),
+				 lost > 0 ? errdetail("%d attempt records are lost.", lost) : 0,
+				 errors_not_logged > 0 ?
+				 errhint("%d similar errors in the last %d s were not logged; see ai_log_stats().",
+						 errors_not_logged, ERROR_LOG_INTERVAL_MS / 1000) : 0));
+		error_logged_at = now;
+		errors_not_logged = 0;
+	}
+	else
+		errors_not_logged++;
+	FreeErrorData(edata);
+}
+
+/* The schema an extension was installed in (PostgreSQL 15 has no export). */
+static Oid
+extension_namespace(Oid extension)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			namespace = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		namespace = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return namespace;
+}
+
+/* Milliseconds since a past time. */
+static long
+ms_since(TimestampTz then)
+{
+	return (long) ((GetCurrentTimestamp() - then) / 1000);
+}
