@@ -157,19 +157,23 @@ b1_plain_run() {
 }
 
 # per-call µs of ai_chat over N calls in one session (elapsed/N, psql
-# \timing), then the rows the timed statement left in ai_call_log and how
-# many of them are not 'success': "per_call rows not_success"
+# \timing) with ai_resilience.log_attempts = $1 (on/off), then the rows the
+# timed statement left in ai_call_log and how many of them are not
+# 'success': "per_call rows not_success"
 b1_ai_chat_run() {
 	local output ms count rows bad
-	output=$(bpsql -v n="$N" -v warmup="$WARMUP" -v ep="$AI_SIM_URL/v1" <<-'SQL'
+	output=$(bpsql -v n="$N" -v warmup="$WARMUP" -v ep="$AI_SIM_URL/v1" -v log="$1" <<-'SQL'
 		SET ai_resilience.endpoints = :'ep';
 		SET ai_resilience.api_key = 'sk-bench';
-		-- warm-up: loads the library, opens the connection, prepares the log insert
+		SET ai_resilience.log_attempts = :log;
+		-- warm-up: loads the library, opens the connection, starts the log writer
 		SELECT count(ai_chat('bench prompt ' || i, ARRAY['ok'])) FROM generate_series(1, :warmup) i \g /dev/null
+		SELECT ai_flush_log() \g /dev/null
 		TRUNCATE ai_call_log;
 		\timing on
 		SELECT count(ai_chat('bench prompt ' || i, ARRAY['ok'])) FROM generate_series(1, :n) i;
 		\timing off
+		SELECT ai_flush_log() \g /dev/null
 		SELECT count(*), count(*) FILTER (WHERE outcome <> 'success') FROM ai_call_log;
 	SQL
 	)
@@ -181,71 +185,39 @@ b1_ai_chat_run() {
 		'BEGIN { printf "%.2f %d %d\n", ms * 1000 / n, rows, bad }'
 }
 
-# per-row µs of N single-row INSERTs into ai_call_log from PL/pgSQL with
-# values like those of a successful call: about what calllog_append's SPI
-# insert costs ai_chat per call (without SPI_connect/SPI_finish)
-b1_log_insert_run() {
-	bpsql -v n="$N" -v warmup="$WARMUP" -v ep="$AI_SIM_URL/v1" <<-'SQL'
-		SELECT bench_log_insert(:warmup, :'ep') \g /dev/null
-		TRUNCATE ai_call_log;
-		SELECT round(bench_log_insert(:n, :'ep')::numeric, 2);
-		TRUNCATE ai_call_log;
-	SQL
-}
-
 b1() {
-	local runs=$out/b1_runs.tsv run line plain plain_median ai rows bad insert
+	local runs=$out/b1_runs.tsv run line plain plain_median ai rows bad nolog
 	# N calls per run, RUNS runs, WARMUP untimed calls before each
 	local N=${N:-5000} RUNS=${RUNS:-5} WARMUP=${WARMUP:-100}
 	echo "== B1: per-call time, ai_chat vs plain libcurl (N=$N, $RUNS runs, simulator at zero latency)"
-	bpsql <<-'SQL'
-		CREATE OR REPLACE FUNCTION bench_log_insert(n integer, ep text)
-		RETURNS double precision LANGUAGE plpgsql AS $$
-		DECLARE
-		    t0 timestamptz := clock_timestamp();
-		BEGIN
-		    FOR i IN 1..n LOOP
-		        INSERT INTO ai_call_log (call_id, attempt, route_index, route_attempt,
-		            started_at, latency_ms, model, endpoint, code, error_class, error,
-		            streaming, retry_after_ms, backoff_ms, outcome, request_id,
-		            model_returned, finish_reason, prompt_tokens, completion_tokens,
-		            new_connection, role_name, backend_pid, prompt)
-		        VALUES (gen_random_uuid(), 1, 0, 1, clock_timestamp(), 0.1, 'ok', ep,
-		            200, NULL, NULL, false, NULL, NULL, 'success', 'req-' || i,
-		            'ok', 'stop', 3, 6, false, current_user, pg_backend_pid(), NULL);
-		    END LOOP;
-		    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
-		END;
-		$$;
-	SQL
-	printf 'run\tplain_us\tplain_median_us\tai_chat_us\tlog_rows\tlog_not_success\tlog_insert_us\n' > "$runs"
+	printf 'run\tplain_us\tplain_median_us\tai_chat_us\tlog_rows\tlog_not_success\tai_chat_nolog_us\n' > "$runs"
 	for run in $(seq 1 "$RUNS"); do
 		# set -e stops the script if a run fails
 		line=$(b1_plain_run)
 		read -r plain plain_median <<< "$line"
-		line=$(b1_ai_chat_run)
+		line=$(b1_ai_chat_run on)
 		read -r ai rows bad <<< "$line"
-		insert=$(b1_log_insert_run)
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$plain" "$plain_median" "$ai" "$rows" "$bad" "$insert" >> "$runs"
-		printf 'run %s: plain %s µs (median request %s µs), ai_chat %s µs (%s log rows, %s not success), log insert %s µs\n' \
-			"$run" "$plain" "$plain_median" "$ai" "$rows" "$bad" "$insert"
+		line=$(b1_ai_chat_run off)
+		read -r nolog _ _ <<< "$line"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$plain" "$plain_median" "$ai" "$rows" "$bad" "$nolog" >> "$runs"
+		printf 'run %s: plain %s µs (median request %s µs), ai_chat %s µs (%s log rows, %s not success), ai_chat with the log off %s µs\n' \
+			"$run" "$plain" "$plain_median" "$ai" "$rows" "$bad" "$nolog"
 	done
 
 	plain=$(cut -f2 "$runs" | tail -n +2 | median)
 	plain_median=$(cut -f3 "$runs" | tail -n +2 | median)
 	ai=$(cut -f4 "$runs" | tail -n +2 | median)
-	insert=$(cut -f7 "$runs" | tail -n +2 | median)
+	nolog=$(cut -f7 "$runs" | tail -n +2 | median)
 	result_table '%-34s | %11s | %11s | %6s\n' '%-34s | %10s | %10s | %6s\n' \
 		B1 "plain µs" "ai_chat µs" ratio
 	result_row "B1 per call (N=$N)" "$plain" "$ai" "$(awk -v a="$ai" -v p="$plain" 'BEGIN { printf "%.2f", a / p }')"
-	result_row "B1 ai_chat less log insert" "$plain" \
-		"$(awk -v a="$ai" -v i="$insert" 'BEGIN { printf "%.2f", a - i }')" \
-		"$(awk -v a="$ai" -v i="$insert" -v p="$plain" 'BEGIN { printf "%.2f", (a - i) / p }')"
+	result_row "B1 ai_chat, log_attempts off" "$plain" "$nolog" \
+		"$(awk -v a="$nolog" -v p="$plain" 'BEGIN { printf "%.2f", a / p }')"
 	result_note "B1: simulator --no-journal, zero latency; N=$N calls per run, $RUNS runs, $WARMUP warm-up calls."
-	result_note "B1: per call = elapsed/N, median of $RUNS alternating runs (plain, then ai_chat, then the log insert replay)."
+	result_note "B1: per call = elapsed/N, median of $RUNS alternating runs (plain, then ai_chat, then ai_chat with the log off)."
 	result_note "B1: plain client's median single request: $plain_median µs (median of the runs' medians)."
 	result_note "B1: ai_call_log: $(cut -f5 "$runs" | tail -n +2 | sort -u | tr '\n' ' ')rows per run of $N calls, $(cut -f6 "$runs" | tail -n +2 | sort -u | tr '\n' ' ')not 'success' (one row per attempt)."
-	result_note "B1: log insert (PL/pgSQL replay of the same row, N single-row INSERTs): $insert µs per row, subtracted in the second row."
+	result_note "B1: the log's cost per call: $(awk -v a="$ai" -v n="$nolog" 'BEGIN { printf "%.2f µs (%.1f %%)", a - n, 100 * (a - n) / n }') (log on vs off)."
 }
 
 #---- B2-B4 helpers ----
@@ -277,6 +249,7 @@ batch_run() {
 		SET client_min_messages = error;
 		-- warm-up: loads the library, prepares the log insert
 		SELECT count(*) FROM ai_chat_batch(ARRAY['warm-up'], ARRAY['ok']) \g /dev/null
+		SELECT ai_flush_log() \g /dev/null
 		TRUNCATE ai_call_log;
 		SELECT pg_backend_pid() AS bpid \gset
 		\setenv BPID :bpid
@@ -285,6 +258,7 @@ batch_run() {
 		SELECT count(*), count(response) FROM ai_chat_batch(ARRAY(SELECT 'p' || i FROM generate_series(1, :n) i), ARRAY['ok']);
 		\timing off
 		\! awk '{ printf "%.6f\n", $1 / 1e9 }' /proc/$BPID/schedstat >> "$CPU_FILE"
+		SELECT ai_flush_log() \g /dev/null
 		SELECT count(*), count(DISTINCT call_id), sum(latency_ms) FROM ai_call_log;
 	SQL
 	)
@@ -308,6 +282,7 @@ seq_run() {
 		SET ai_resilience.endpoints = :'ep';
 		SET ai_resilience.api_key = 'sk-bench';
 		SELECT ai_chat('warm-up', ARRAY['ok']) \g /dev/null
+		SELECT ai_flush_log() \g /dev/null
 		TRUNCATE ai_call_log;
 		\timing on
 		SELECT count(ai_chat('p' || i, ARRAY['ok'])) FROM generate_series(1, :n) i;
@@ -477,6 +452,7 @@ stream_run() {
 		SET ai_resilience.endpoints = :'ep';
 		SET ai_resilience.api_key = 'sk-bench';
 		SELECT count(ai_chat('warm-up ' || i, ARRAY[:'m'], stream => :s)) FROM generate_series(1, 20) i \g /dev/null
+		SELECT ai_flush_log() \g /dev/null
 		TRUNCATE ai_call_log;
 		SELECT pg_backend_pid() AS bpid \gset
 		\setenv BPID :bpid
@@ -485,6 +461,7 @@ stream_run() {
 		SELECT count(ai_chat('p' || i, ARRAY[:'m'], stream => :s)) FROM generate_series(1, :n) i;
 		\timing off
 		\! awk '{ printf "%.6f\n", $1 / 1e9 }' /proc/$BPID/schedstat >> "$CPU_FILE"
+		SELECT ai_flush_log() \g /dev/null
 		SELECT sum(response_bytes), count(*) FILTER (WHERE outcome <> 'success'), count(*) FILTER (WHERE streaming) FROM ai_call_log;
 	SQL
 	)
@@ -607,7 +584,7 @@ BENCH_COMMIT=$(git rev-parse --short HEAD)
 export BENCH_COMMIT
 source test/scripts/sim.sh
 start_sim --no-journal
-pg_virtualenv -c '--locale=C.UTF-8' bash "$bench_dir/bench.sh" --in-cluster "${selected[@]}"
+pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' bash "$bench_dir/bench.sh" --in-cluster "${selected[@]}"
 
 # the latest figures of every benchmark, whichever invocation ran it
 {

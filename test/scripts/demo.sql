@@ -49,6 +49,9 @@ WHERE p.id = b.key;
 SELECT count(*) AS rows, count(summary) AS summarized FROM products;
 SELECT id, summary FROM products ORDER BY id LIMIT 3;
 
+-- the log writer inserts attempts in its own transactions; wait for ours
+SELECT ai_flush_log() AS flushed \gset
+
 \echo
 \echo '== what happened to the 80 calls (40 row by row, 40 in the batch): attempts per call'
 SELECT attempts, count(*) AS calls
