@@ -4,10 +4,17 @@ SELECT use_gateways('v1');
 \set VERBOSITY sqlstate
 
 -- a hanging gateway: statement_timeout cancels the transfer (57014)
+SELECT ai_flush_log() AS flushed;
+TRUNCATE ai_call_log;
 SET statement_timeout = '300ms';
 SELECT clock_timestamp() AS t0 \gset
 SELECT ai_chat('p', ARRAY['hang']);
 SELECT clock_timestamp() - :'t0' < interval '2 s' AS prompt;
+RESET statement_timeout;
+-- the attempt cut by the cancel is logged, and survives the rollback
+SELECT ai_flush_log() AS flushed;
+SELECT model, code, error_class, outcome, latency_ms >= 250 AS waited FROM ai_call_log;
+SET statement_timeout = '300ms';
 
 -- a long backoff is cancelled too
 SET ai_resilience.backoff_base = '30s';

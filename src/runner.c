@@ -88,6 +88,7 @@ static char *attempt_error_text(const CallSettings *settings,
 								const TransportRequest *request,
 								const ChatAnswer *answer, AttemptClass cls);
 static char *redact_keys(const CallSettings *settings, const char *text);
+static void log_interrupted_attempts(RunState *run);
 
 /*
  * Read the settings for a run: endpoints, keys, limits, the models to try
@@ -263,6 +264,7 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 	}
 	PG_CATCH();
 	{
+		log_interrupted_attempts(&run);
 		transport_abort_all();
 		PG_RE_THROW();
 	}
@@ -800,3 +802,55 @@ redact_keys(const CallSettings *settings, const char *text)
 	return result;
 }
 
+
+/*
+ * Record every attempt still in flight when an error (a cancel, a
+ * statement_timeout, anything) ends the run, as class cancelled: it may
+ * have been billed.  Runs in an error handler, so it allocates nothing and
+ * cannot fail; the log writer keeps the rows through the rollback.
+ */
+static void
+log_interrupted_attempts(RunState *run)
+{
+	const CallSettings *settings = run->settings;
+	TimestampTz now = GetCurrentTimestamp();
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &run->active)
+	{
+		ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
+		TransportRequest *request = call->request;
+		CallAttempt attempt;
+		int			model_index;
+		int			endpoint_index;
+
+		if (request == NULL)
+			continue;
+		policy_route_at(call->route_index, settings->nendpoints,
+						&model_index, &endpoint_index);
+		memset(&attempt, 0, sizeof(attempt));
+		attempt.call_id = call->call_id;
+		attempt.attempt = call->attempts;
+		attempt.route_index = call->route_index;
+		attempt.route_attempt = call->retries_on_route + 1;
+		attempt.started_at = call->attempt_started_at;
+		attempt.latency_ms = (now - request->started_at) / 1000.0;
+		attempt.model = settings->models[model_index];
+		attempt.endpoint = settings->endpoints[endpoint_index].display;
+		attempt.http_status = request->status_seen;
+		attempt.error_class = CLASS_CANCELLED;
+		attempt.error = "the statement ended (cancel, timeout or error) during the attempt";
+		attempt.streaming = call->streaming;
+		attempt.retry_after_ms = -1;
+		attempt.backoff_ms = -1;
+		attempt.outcome = OUTCOME_FAILED;
+		attempt.request_id = request->request_id[0] ? request->request_id : NULL;
+		attempt.prompt_tokens = attempt.completion_tokens = -1;
+		attempt.new_connection = request->new_connection;
+		attempt.role_name = settings->role_name;
+		attempt.prompt = settings->log_prompts ? call->prompt : NULL;
+		attempt.ttft_ms = -1;
+		attempt.response_bytes = call->streaming ? (int) call->stream.content.len : -1;
+		calllog_append_in_cleanup(&attempt);
+	}
+}
