@@ -4,7 +4,7 @@ SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT use_gateways('v1');
 SET ai_resilience.max_retries = 0;
-\set VERBOSITY terse
+\set VERBOSITY sqlstate
 
 -- a statement ending in ERROR keeps its attempts
 SELECT ai_chat('fails', ARRAY['status-401']);
@@ -22,6 +22,7 @@ SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'failed') AS failed
 FROM ai_call_log;
 
+\set VERBOSITY terse
 -- an explicit ROLLBACK
 TRUNCATE ai_call_log;
 BEGIN;
