@@ -22,6 +22,7 @@ SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'failed') AS failed
 FROM ai_call_log;
 
+\set VERBOSITY terse
 -- an explicit ROLLBACK
 TRUNCATE ai_call_log;
 BEGIN;

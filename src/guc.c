@@ -55,6 +55,7 @@ bool		air_log_attempts = true;
 int			air_log_queue_size = 4096;
 int			air_log_queue_wait_ms = 5000;
 int			air_log_retention_s = 0;
+int			air_log_writer_delay_ms = 10;
 
 /* An hour: no single wait of ours is meant to be longer. */
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
@@ -281,6 +282,17 @@ air_define_gucs(void)
 							5000,
 							0, AIR_MAX_WAIT_MS,
 							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.log_writer_delay",
+							"Pause of a busy log writer between two batches, so that records gather.",
+							"0 writes every batch at once: more commits, more CPU per record. "
+							"The first record after an idle spell is written at once.",
+							&air_log_writer_delay_ms,
+							10,
+							0, 10000,
+							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -33,6 +33,7 @@ extern bool air_log_attempts;
 extern int	air_log_queue_size;
 extern int	air_log_queue_wait_ms;
 extern int	air_log_retention_s;
+extern int	air_log_writer_delay_ms;
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

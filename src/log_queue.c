@@ -21,7 +21,8 @@
  *
  * A backend starts its database's writer when it queues a record and none
  * runs (log_writer.c registers a dynamic background worker); a running
- * writer is woken by setting its latch.  Backends waiting for room sleep on
+ * writer is woken by setting its latch, by the record that makes its
+ * database's list non-empty (a writer sleeps only when its list is empty).  Backends waiting for room sleep on
  * room_cv, ai_flush_log on done_cv; the writer broadcasts both when it gives
  * slots back.
  *
@@ -219,6 +220,7 @@ logq_enqueue(LogRecord *record, int wait_ms)
 		LogDatabase *db;
 		bool		start = false;
 		bool		give_up;
+		bool		was_empty;
 		int			wake_procno = -1;
 		int			slot;
 
@@ -232,6 +234,7 @@ logq_enqueue(LogRecord *record, int wait_ms)
 				ConditionVariableCancelSleep();
 			return LOGQ_LOST_NO_DATABASE;
 		}
+		was_empty = db->count == 0;
 		if (logq->nfree > 0)
 		{
 			slot = logq->free_head;
@@ -252,8 +255,16 @@ logq_enqueue(LogRecord *record, int wait_ms)
 		else
 			slot = -1;
 
+		/*
+		 * A writer sleeps only after finding its list empty, and a record
+		 * stays in the list until written: so only the first record after
+		 * an empty spell needs to wake it.
+		 */
 		if (db->writer == WRITER_RUNNING)
-			wake_procno = db->writer_procno;
+		{
+			if (slot >= 0 && was_empty)
+				wake_procno = db->writer_procno;
+		}
 		else if (db->count > 0)
 			start = writer_needed(db, GetCurrentTimestamp());
 		give_up = slot < 0 &&

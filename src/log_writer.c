@@ -8,7 +8,8 @@
  * (logwriter_launch, called from log_queue.c).  The writer connects to the
  * database, takes up to WRITER_BATCH records at a time from the queue,
  * inserts them into ai_call_log in one transaction of its own, as the
- * table's owner, and then gives them back to the queue as written.  It
+ * table's owner, and then gives them back to the queue as written; under
+ * load it pauses ai_resilience.log_writer_delay between batches.  It
  * sleeps on its latch, which backends set when they queue a record, and
  * exits once it has been idle for WRITER_IDLE_EXIT_MS; the next record
  * starts a new one.  The idle exit is short so that DROP DATABASE, which
@@ -182,8 +183,18 @@ air_log_writer_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
+		/*
+		 * Under load, pause between batches so that records gather: one
+		 * commit (and WAL flush) per log_writer_delay instead of one per
+		 * few records.  The first record after an idle spell goes at once.
+		 */
 		while (!got_sigterm && write_queued(WRITER_BATCH) > 0)
+		{
 			wrote = true;
+			if (air_log_writer_delay_ms > 0)
+				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 air_log_writer_delay_ms, PG_WAIT_EXTENSION);
+		}
 		if (got_sigterm)
 			break;
 
