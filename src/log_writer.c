@@ -50,14 +50,17 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -100,8 +103,9 @@ static int	writer_db_index = -1;
 static bool writer_connected = false;
 static MemoryContext batch_memory = NULL;
 
-/* The prepared INSERT, and the table it was prepared for. */
+/* The prepared INSERTs (a row, a batch), and the table they were prepared for. */
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_batch_plan = NULL;
 static Oid	insert_relid = InvalidOid;
 
 /* Rate limit of the server log. */
@@ -116,7 +120,9 @@ static int	insert_row_by_row(LogRecord **records, int n);
 static bool insert_in_subtransaction(const LogRecord *record);
 static bool find_log_table(LogTable *table, bool missing_ok);
 static void prepare_insert(const LogTable *table);
+static void record_values(const LogRecord *r, Datum *values, bool *nulls);
 static void insert_record(const LogRecord *record);
+static void insert_records(LogRecord **records, int n);
 static bool apply_retention(void);
 static void report_error(const char *what, int lost, bool abort_transaction);
 static long ms_since(TimestampTz then);
@@ -165,6 +171,13 @@ air_log_writer_main(Datum main_arg)
 		proc_exit(0);			/* another writer serves the database */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	writer_connected = true;
+
+	/*
+	 * The rows are within the durability window anyway (a crash loses what
+	 * is queued and not written): a commit need not wait for its WAL flush,
+	 * which would slow every batch for no gain.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("pg_ai_resilience log writer");
 	batch_memory = AllocSetContextCreate(TopMemoryContext,
 										 "pg_ai_resilience log writer",
@@ -307,7 +320,6 @@ insert_batch(LogRecord **records, int n)
 		LogTable	table;
 		Oid			saved_user;
 		int			saved_context;
-		int			i;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -319,8 +331,7 @@ insert_batch(LogRecord **records, int n)
 		GetUserIdAndSecContext(&saved_user, &saved_context);
 		SetUserIdAndSecContext(table.owner,
 							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
-		for (i = 0; i < n; i++)
-			insert_record(records[i]);
+		insert_records(records, n);
 		SetUserIdAndSecContext(saved_user, saved_context);
 		rows_inserted = true;
 
@@ -465,59 +476,83 @@ find_log_table(LogTable *table, bool missing_ok)
 	return true;
 }
 
-/* Prepare the INSERT for the table, unless it is prepared already. */
+/* The column types of ai_call_log's INSERT, in the order of LOG_COLUMNS. */
+static const Oid column_types[LOG_NCOLUMNS] = {
+	UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
+	TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
+	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
+};
+
+/* The columns the writer fills, in the order of column_types. */
+#define LOG_COLUMNS \
+	"call_id, attempt, route_index, route_attempt, started_at, latency_ms," \
+	" model, endpoint, code, error_class, error, streaming, retry_after_ms," \
+	" backoff_ms, outcome, request_id, model_returned, finish_reason," \
+	" prompt_tokens, completion_tokens, new_connection, role_name," \
+	" backend_pid, prompt, ttft_ms, response_bytes"
+
+/*
+ * Prepare the INSERTs for the table, unless they are prepared already: one
+ * that takes a row, for rows written one by one, and one that takes an
+ * array per column and inserts a whole batch in one statement (one
+ * executor run instead of one per row).
+ */
 static void
 prepare_insert(const LogTable *table)
 {
-	static const Oid argtypes[LOG_NCOLUMNS] = {
-		UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
-		TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
-		INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-		BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
-	};
-	SPIPlanPtr	plan;
-	char	   *sql;
+	Oid			array_types[LOG_NCOLUMNS];
+	StringInfoData params;
+	StringInfoData unnest;
+	SPIPlanPtr	row_plan;
+	SPIPlanPtr	batch_plan;
+	int			i;
 
 	if (insert_plan != NULL && insert_relid == table->relid)
 		return;
-	sql = psprintf("INSERT INTO %s.ai_call_log (call_id, attempt, route_index,"
-				   " route_attempt, started_at, latency_ms, model, endpoint,"
-				   " code, error_class, error, streaming, retry_after_ms,"
-				   " backoff_ms, outcome, request_id, model_returned,"
-				   " finish_reason, prompt_tokens, completion_tokens,"
-				   " new_connection, role_name, backend_pid, prompt, ttft_ms,"
-				   " response_bytes)"
-				   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-				   " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
-				   " $23, $24, $25, $26)",
-				   table->schema);
-	plan = SPI_prepare(sql, LOG_NCOLUMNS, (Oid *) argtypes);
-	if (plan == NULL)
+
+	initStringInfo(&params);
+	initStringInfo(&unnest);
+	for (i = 0; i < LOG_NCOLUMNS; i++)
+	{
+		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
+		appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
+		array_types[i] = get_array_type(column_types[i]);
+	}
+
+	row_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (" LOG_COLUMNS ") VALUES (%s)",
+									table->schema, params.data),
+						   LOG_NCOLUMNS, (Oid *) column_types);
+	batch_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (" LOG_COLUMNS ")"
+									  " SELECT * FROM unnest(%s)",
+									  table->schema, unnest.data),
+							 LOG_NCOLUMNS, array_types);
+	if (row_plan == NULL || batch_plan == NULL)
 		elog(ERROR, "could not prepare the ai_call_log insert: %s",
 			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the ai_call_log insert plan");
+	if (SPI_keepplan(row_plan) != 0 || SPI_keepplan(batch_plan) != 0)
+		elog(ERROR, "could not keep the ai_call_log insert plans");
 	if (insert_plan != NULL)
 		SPI_freeplan(insert_plan);
-	insert_plan = plan;
+	if (insert_batch_plan != NULL)
+		SPI_freeplan(insert_batch_plan);
+	insert_plan = row_plan;
+	insert_batch_plan = batch_plan;
 	insert_relid = table->relid;
 }
 
-/* Insert one record with the prepared plan. */
+/* The column values of a record, in the order of column_types. */
 static void
-insert_record(const LogRecord *r)
+record_values(const LogRecord *r, Datum *values, bool *nulls)
 {
-	Datum		values[LOG_NCOLUMNS];
-	char		nulls[LOG_NCOLUMNS];
 	const char *class_name = policy_class_name((AttemptClass) r->error_class);
-	int			rc;
 	int			i = 0;
 
-	memset(nulls, ' ', sizeof(nulls));
+	memset(nulls, 0, sizeof(bool) * LOG_NCOLUMNS);
 
 #define SET_VALUE(datum) (values[i++] = (datum))
 #define SET_NULLABLE(isnull, datum) \
-	(nulls[i] = (isnull) ? 'n' : ' ', values[i] = (isnull) ? (Datum) 0 : (datum), i++)
+	(nulls[i] = (isnull), values[i] = (isnull) ? (Datum) 0 : (datum), i++)
 #define STRING_IS_NULL(s) (r->str_len[s] == LOG_STR_NULL)
 #define STRING_DATUM(s) \
 	(STRING_IS_NULL(s) ? (Datum) 0 : \
@@ -555,9 +590,71 @@ insert_record(const LogRecord *r)
 #undef STRING_IS_NULL
 #undef STRING_DATUM
 	Assert(i == LOG_NCOLUMNS);
+}
 
-	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+/* Insert one record with the prepared row plan. */
+static void
+insert_record(const LogRecord *record)
+{
+	Datum		values[LOG_NCOLUMNS];
+	bool		nulls[LOG_NCOLUMNS];
+	char		spi_nulls[LOG_NCOLUMNS];
+	int			rc;
+	int			i;
+
+	record_values(record, values, nulls);
+	for (i = 0; i < LOG_NCOLUMNS; i++)
+		spi_nulls[i] = nulls[i] ? 'n' : ' ';
+	rc = SPI_execute_plan(insert_plan, values, spi_nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into ai_call_log: %s",
+			 SPI_result_code_string(rc));
+}
+
+/* Insert n records in one statement, an array per column. */
+static void
+insert_records(LogRecord **records, int n)
+{
+	Datum	   *column_values[LOG_NCOLUMNS];
+	bool	   *column_nulls[LOG_NCOLUMNS];
+	Datum		arrays[LOG_NCOLUMNS];
+	Datum		row_values[LOG_NCOLUMNS];
+	bool		row_nulls[LOG_NCOLUMNS];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			rc;
+	int			c;
+	int			i;
+
+	for (c = 0; c < LOG_NCOLUMNS; c++)
+	{
+		column_values[c] = palloc(sizeof(Datum) * n);
+		column_nulls[c] = palloc(sizeof(bool) * n);
+	}
+	for (i = 0; i < n; i++)
+	{
+		record_values(records[i], row_values, row_nulls);
+		for (c = 0; c < LOG_NCOLUMNS; c++)
+		{
+			column_values[c][i] = row_values[c];
+			column_nulls[c][i] = row_nulls[c];
+		}
+	}
+	for (c = 0; c < LOG_NCOLUMNS; c++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(column_types[c], &typlen, &typbyval, &typalign);
+		arrays[c] = PointerGetDatum(construct_md_array(column_values[c],
+													   column_nulls[c], 1,
+													   dims, lbs,
+													   column_types[c], typlen,
+													   typbyval, typalign));
+	}
+	rc = SPI_execute_plan(insert_batch_plan, arrays, NULL, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
 		elog(ERROR, "could not insert into ai_call_log: %s",
 			 SPI_result_code_string(rc));
 }
