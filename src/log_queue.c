@@ -114,6 +114,7 @@ static LogDatabase *find_database(Oid dboid);
 static bool writer_needed(LogDatabase *db, TimestampTz now);
 static void start_writer(LogDatabase *db);
 static void wake_writer(int procno);
+static void release_head_slot(LogDatabase *db);
 static void drop_records(LogDatabase *db);
 static long ms_left(TimestampTz deadline);
 
@@ -415,21 +416,7 @@ logq_writer_release(int db_index, int ntaken, int nwritten)
 
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
 	for (i = 0; i < ntaken && db->head >= 0; i++)
-	{
-		int			slot = db->head;
-		LogRecord  *record = slot_record(slot);
-
-		if (record->backend_id > 0 && record->backend_id <= MaxBackends &&
-			logq_done_seq[record->backend_id] < record->seq)
-			logq_done_seq[record->backend_id] = record->seq;
-		db->head = logq_next[slot];
-		db->count--;
-		logq_next[slot] = logq->free_head;
-		logq->free_head = slot;
-		logq->nfree++;
-	}
-	if (db->head < 0)
-		db->tail = -1;
+		release_head_slot(db);
 	logq->written += nwritten;
 	logq->lost += ntaken - nwritten;
 	LWLockRelease(logq->lock);
@@ -574,26 +561,37 @@ wake_writer(int procno)
 	SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
+/*
+ * Take a database's first record off its list: it is done for its backend
+ * (written or lost), and its slot is free again.  Lock held.
+ */
+static void
+release_head_slot(LogDatabase *db)
+{
+	int			slot = db->head;
+	LogRecord  *record = slot_record(slot);
+
+	if (record->backend_id > 0 && record->backend_id <= MaxBackends &&
+		logq_done_seq[record->backend_id] < record->seq)
+		logq_done_seq[record->backend_id] = record->seq;
+	db->head = logq_next[slot];
+	if (db->head < 0)
+		db->tail = -1;
+	db->count--;
+	logq_next[slot] = logq->free_head;
+	logq->free_head = slot;
+	logq->nfree++;
+}
+
 /* Count every record of a database lost and free their slots.  Lock held. */
 static void
 drop_records(LogDatabase *db)
 {
 	while (db->head >= 0)
 	{
-		int			slot = db->head;
-		LogRecord  *record = slot_record(slot);
-
-		if (record->backend_id > 0 && record->backend_id <= MaxBackends &&
-			logq_done_seq[record->backend_id] < record->seq)
-			logq_done_seq[record->backend_id] = record->seq;
-		db->head = logq_next[slot];
-		logq_next[slot] = logq->free_head;
-		logq->free_head = slot;
-		logq->nfree++;
+		release_head_slot(db);
 		logq->lost++;
 	}
-	db->tail = -1;
-	db->count = 0;
 }
 
 /* Milliseconds until deadline, at least 0. */

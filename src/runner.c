@@ -88,6 +88,9 @@ static char *attempt_error_text(const CallSettings *settings,
 								const TransportRequest *request,
 								const ChatAnswer *answer, AttemptClass cls);
 static char *redact_keys(const CallSettings *settings, const char *text);
+static void describe_attempt(const CallSettings *settings, const ChatCall *call,
+							 const TransportRequest *request,
+							 CallAttempt *attempt);
 static void log_interrupted_attempts(RunState *run);
 
 /*
@@ -530,8 +533,6 @@ complete_attempt(RunState *run, ChatCall *call)
 	int			retry_after_ms;
 	RetryDecision decision;
 	CallAttempt attempt;
-	int			model_index;
-	int			endpoint_index;
 	char	   *error_text;
 	char		label[16];
 
@@ -560,35 +561,20 @@ complete_attempt(RunState *run, ChatCall *call)
 							 call->route_index + 1 <
 							 settings->nmodels * settings->nendpoints);
 
-	policy_route_at(call->route_index, settings->nendpoints,
-					&model_index, &endpoint_index);
 	error_text = attempt_error_text(settings, request, &answer, cls);
 
-	memset(&attempt, 0, sizeof(attempt));
-	attempt.call_id = call->call_id;
-	attempt.attempt = call->attempts;
-	attempt.route_index = call->route_index;
-	attempt.route_attempt = call->retries_on_route + 1;
-	attempt.started_at = call->attempt_started_at;
+	describe_attempt(settings, call, request, &attempt);
 	attempt.latency_ms = request->elapsed_us / 1000.0;
-	attempt.model = settings->models[model_index];
-	attempt.endpoint = settings->endpoints[endpoint_index].display;
 	attempt.http_status = (int) request->http_status;
 	attempt.error_class = cls;
 	attempt.error = error_text;
-	attempt.streaming = call->streaming;
 	attempt.retry_after_ms = retry_after_ms;
 	attempt.backoff_ms = decision.outcome == OUTCOME_RETRY ? decision.wait_ms : -1;
 	attempt.outcome = decision.outcome;
-	attempt.request_id = request->request_id[0] ? request->request_id : NULL;
 	attempt.model_returned = answer.model;
 	attempt.finish_reason = answer.finish_reason;
 	attempt.prompt_tokens = answer.prompt_tokens;
 	attempt.completion_tokens = answer.completion_tokens;
-	attempt.new_connection = request->new_connection;
-	attempt.role_name = settings->role_name;
-	attempt.prompt = settings->log_prompts ? call->prompt : NULL;
-	attempt.ttft_ms = -1;
 	if (call->streaming && call->first_token_at != 0)
 		attempt.ttft_ms = (call->first_token_at - request->started_at) / 1000.0;
 	else if (!call->streaming && request->first_byte_at != 0)
@@ -804,6 +790,40 @@ redact_keys(const CallSettings *settings, const char *text)
 
 
 /*
+ * Fill in what is known of a call's current attempt before its outcome: who,
+ * where, which try; the numbers it has not got yet are -1.  Allocates
+ * nothing, so that error cleanup can use it.
+ */
+static void
+describe_attempt(const CallSettings *settings, const ChatCall *call,
+				 const TransportRequest *request, CallAttempt *attempt)
+{
+	int			model_index;
+	int			endpoint_index;
+
+	policy_route_at(call->route_index, settings->nendpoints,
+					&model_index, &endpoint_index);
+	memset(attempt, 0, sizeof(CallAttempt));
+	attempt->call_id = call->call_id;
+	attempt->attempt = call->attempts;
+	attempt->route_index = call->route_index;
+	attempt->route_attempt = call->retries_on_route + 1;
+	attempt->started_at = call->attempt_started_at;
+	attempt->model = settings->models[model_index];
+	attempt->endpoint = settings->endpoints[endpoint_index].display;
+	attempt->streaming = call->streaming;
+	attempt->retry_after_ms = -1;
+	attempt->backoff_ms = -1;
+	attempt->request_id = request->request_id[0] ? request->request_id : NULL;
+	attempt->prompt_tokens = attempt->completion_tokens = -1;
+	attempt->new_connection = request->new_connection;
+	attempt->role_name = settings->role_name;
+	attempt->prompt = settings->log_prompts ? call->prompt : NULL;
+	attempt->ttft_ms = -1;
+	attempt->response_bytes = -1;
+}
+
+/*
  * Record every attempt still in flight when an error (a cancel, a
  * statement_timeout, anything) ends the run, as class cancelled: it may
  * have been billed.  Runs in an error handler, so it allocates nothing and
@@ -821,35 +841,15 @@ log_interrupted_attempts(RunState *run)
 		ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
 		TransportRequest *request = call->request;
 		CallAttempt attempt;
-		int			model_index;
-		int			endpoint_index;
 
 		if (request == NULL)
 			continue;
-		policy_route_at(call->route_index, settings->nendpoints,
-						&model_index, &endpoint_index);
-		memset(&attempt, 0, sizeof(attempt));
-		attempt.call_id = call->call_id;
-		attempt.attempt = call->attempts;
-		attempt.route_index = call->route_index;
-		attempt.route_attempt = call->retries_on_route + 1;
-		attempt.started_at = call->attempt_started_at;
+		describe_attempt(settings, call, request, &attempt);
 		attempt.latency_ms = (now - request->started_at) / 1000.0;
-		attempt.model = settings->models[model_index];
-		attempt.endpoint = settings->endpoints[endpoint_index].display;
 		attempt.http_status = request->status_seen;
 		attempt.error_class = CLASS_CANCELLED;
 		attempt.error = "the statement ended (cancel, timeout or error) during the attempt";
-		attempt.streaming = call->streaming;
-		attempt.retry_after_ms = -1;
-		attempt.backoff_ms = -1;
 		attempt.outcome = OUTCOME_FAILED;
-		attempt.request_id = request->request_id[0] ? request->request_id : NULL;
-		attempt.prompt_tokens = attempt.completion_tokens = -1;
-		attempt.new_connection = request->new_connection;
-		attempt.role_name = settings->role_name;
-		attempt.prompt = settings->log_prompts ? call->prompt : NULL;
-		attempt.ttft_ms = -1;
 		attempt.response_bytes = call->streaming ? (int) call->stream.content.len : -1;
 		calllog_append_in_cleanup(&attempt);
 	}

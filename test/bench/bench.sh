@@ -555,17 +555,7 @@ for arg in "${@:-all}"; do
 	esac
 done
 
-bash test/scripts/install-deps.sh
-missing=()
-for p in "${PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash test/scripts/install-deps.sh "${PACKAGES[@]}"
 
 make -s >/dev/null
 make -s -C test/gateway >/dev/null

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages that building, testing and the demo need.
-# Runs apt-get only when a package is missing, so a second run is quick.
+# Install the Debian 12 packages that building, testing and the demo need,
+# and any more named as arguments (the benchmarks' tools).  Runs apt-get
+# only when a package is missing, so a second run is quick.
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
     libcurl4-openssl-dev
     libmicrohttpd-dev libjansson-dev
     libipc-run-perl
+    "$@"
 )
 
 missing=()
