@@ -118,6 +118,8 @@ static int	write_queued(int max_records);
 static int	insert_batch(LogRecord **records, int n);
 static int	insert_row_by_row(LogRecord **records, int n);
 static bool insert_in_subtransaction(const LogRecord *record);
+static void open_log_table(Oid *saved_user, int *saved_context);
+static void close_log_table(Oid saved_user, int saved_context);
 static bool find_log_table(LogTable *table, bool missing_ok);
 static void prepare_insert(const LogTable *table);
 static void record_values(const LogRecord *r, Datum *values, bool *nulls);
@@ -317,26 +319,14 @@ insert_batch(LogRecord **records, int n)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		LogTable	table;
 		Oid			saved_user;
 		int			saved_context;
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		(void) find_log_table(&table, false);
+		open_log_table(&saved_user, &saved_context);
 		table_found = true;
-		prepare_insert(&table);
-
-		GetUserIdAndSecContext(&saved_user, &saved_context);
-		SetUserIdAndSecContext(table.owner,
-							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
 		insert_records(records, n);
-		SetUserIdAndSecContext(saved_user, saved_context);
 		rows_inserted = true;
-
-		PopActiveSnapshot();
-		SPI_finish();
+		close_log_table(saved_user, saved_context);
 		CommitTransactionCommand();
 		result = n;
 	}
@@ -372,27 +362,15 @@ insert_row_by_row(LogRecord **records, int n)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		LogTable	table;
 		Oid			saved_user;
 		int			saved_context;
 		int			i;
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		(void) find_log_table(&table, false);
-		prepare_insert(&table);
-
-		GetUserIdAndSecContext(&saved_user, &saved_context);
-		SetUserIdAndSecContext(table.owner,
-							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+		open_log_table(&saved_user, &saved_context);
 		for (i = 0; i < n; i++)
 			if (insert_in_subtransaction(records[i]))
 				inserted++;
-		SetUserIdAndSecContext(saved_user, saved_context);
-
-		PopActiveSnapshot();
-		SPI_finish();
+		close_log_table(saved_user, saved_context);
 		CommitTransactionCommand();
 		result = inserted;
 	}
@@ -407,6 +385,35 @@ insert_row_by_row(LogRecord **records, int n)
 
 	MemoryContextSwitchTo(old_context);
 	return result;
+}
+
+/*
+ * In a new transaction, get ready to insert: SPI, a snapshot, the table and
+ * its prepared INSERTs, and the table owner's identity (saved_user and
+ * saved_context are what close_log_table restores).
+ */
+static void
+open_log_table(Oid *saved_user, int *saved_context)
+{
+	LogTable	table;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	(void) find_log_table(&table, false);
+	prepare_insert(&table);
+	GetUserIdAndSecContext(saved_user, saved_context);
+	SetUserIdAndSecContext(table.owner,
+						   *saved_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Undo open_log_table before the commit. */
+static void
+close_log_table(Oid saved_user, int saved_context)
+{
+	SetUserIdAndSecContext(saved_user, saved_context);
+	PopActiveSnapshot();
+	SPI_finish();
 }
 
 /* Insert one record in a subtransaction; false if it failed. */
