@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 
 #include "openai_wire.h"
 
@@ -87,6 +88,7 @@ static void parse_json(const char *body, size_t len, const char *content_path,
 					   ChatAnswer *answer, ResponseWalk *walk);
 static bool number_storable(const char *token);
 static void take_event(StreamAssembly *stream, const char *data, size_t len);
+static char *copy_or_null(const char *value);
 static char *utf8_to_server(char *utf8);
 
 /*
@@ -443,6 +445,10 @@ wire_stream_init(StreamAssembly *stream, size_t max_content)
 	memset(stream, 0, sizeof(*stream));
 	initStringInfo(&stream->content);
 	stream->max_content = max_content;
+	stream->memory = CurrentMemoryContext;
+	stream->event_memory = AllocSetContextCreate(CurrentMemoryContext,
+												 "ai_resilience stream event",
+												 ALLOCSET_SMALL_SIZES);
 	stream->prompt_tokens = -1;
 	stream->completion_tokens = -1;
 }
@@ -524,10 +530,15 @@ wire_stream_feed(StreamAssembly *stream, const char *buf, size_t len,
 	return used;
 }
 
-/* Fold one event's data into the assembly. */
+/*
+ * Fold one event's data into the assembly.  The event is parsed in its own
+ * memory, reset afterwards, so a long stream does not grow with its events;
+ * what the assembly keeps is copied out.
+ */
 static void
 take_event(StreamAssembly *stream, const char *data, size_t len)
 {
+	MemoryContext old_context;
 	ChatAnswer	chunk;
 	ResponseWalk walk;
 
@@ -540,41 +551,45 @@ take_event(StreamAssembly *stream, const char *data, size_t len)
 		return;
 	}
 
+	old_context = MemoryContextSwitchTo(stream->event_memory);
 	parse_json(data, len, DELTA_CONTENT_PATH, &chunk, &walk);
+	MemoryContextSwitchTo(stream->memory);
 	if (chunk.error_message || chunk.error_type || chunk.error_code)
 	{
-		stream->error_message = chunk.error_message;
-		stream->error_type = chunk.error_type;
-		stream->error_code = chunk.error_code;
-		return;
+		stream->error_message = copy_or_null(chunk.error_message);
+		stream->error_type = copy_or_null(chunk.error_type);
+		stream->error_code = copy_or_null(chunk.error_code);
 	}
-	if (chunk.problem)
-	{
-		stream->problem = chunk.problem;
-		return;
-	}
-	if (walk.content_wrong_type || (walk.content_seen && chunk.content == NULL))
-	{
+	else if (chunk.problem)
+		stream->problem = pstrdup(chunk.problem);
+	else if (walk.content_wrong_type || (walk.content_seen && chunk.content == NULL))
 		stream->problem = "a chunk's delta content is not a UTF-8 string";
-		return;
-	}
-	if (chunk.content)
+	else if (chunk.content &&
+			 stream->content.len + strlen(chunk.content) > stream->max_content)
+		stream->problem = "streamed content larger than ai_resilience.max_response_bytes";
+	else
 	{
-		if (stream->content.len + strlen(chunk.content) > stream->max_content)
-		{
-			stream->problem = "streamed content larger than ai_resilience.max_response_bytes";
-			return;
-		}
-		appendStringInfoString(&stream->content, chunk.content);
+		if (chunk.content)
+			appendStringInfoString(&stream->content, chunk.content);
+		if (chunk.finish_reason)
+			stream->finish_reason = pstrdup(chunk.finish_reason);
+		if (chunk.model && (stream->model == NULL ||
+							strcmp(stream->model, chunk.model) != 0))
+			stream->model = pstrdup(chunk.model);
+		if (chunk.prompt_tokens >= 0)
+			stream->prompt_tokens = chunk.prompt_tokens;
+		if (chunk.completion_tokens >= 0)
+			stream->completion_tokens = chunk.completion_tokens;
 	}
-	if (chunk.finish_reason)
-		stream->finish_reason = chunk.finish_reason;
-	if (chunk.model)
-		stream->model = chunk.model;
-	if (chunk.prompt_tokens >= 0)
-		stream->prompt_tokens = chunk.prompt_tokens;
-	if (chunk.completion_tokens >= 0)
-		stream->completion_tokens = chunk.completion_tokens;
+	MemoryContextSwitchTo(old_context);
+	MemoryContextReset(stream->event_memory);
+}
+
+/* A copy of a string in the current memory context, or NULL. */
+static char *
+copy_or_null(const char *value)
+{
+	return value ? pstrdup(value) : NULL;
 }
 
 /*

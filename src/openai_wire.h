@@ -55,6 +55,8 @@ typedef struct StreamAssembly
 	char	   *error_type;
 	char	   *error_code;
 	const char *problem;		/* the first unusable event, or NULL */
+	MemoryContext memory;		/* where the assembly lives */
+	MemoryContext event_memory; /* one event's parse; reset after each */
 } StreamAssembly;
 
 extern char *wire_build_chat_request(const ChatPrompt *common,
