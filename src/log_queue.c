@@ -15,9 +15,11 @@
  * list of slots (an entry of databases[]), so one database's slow writer
  * only delays another database by the room its records take.  Records
  * carry a queue-wide sequence number and the queuing backend's
- * MyBackendId; done_seq[backend id] is the highest number written or lost,
- * which is all ai_flush_log needs because a backend's records all go to one
- * database and are handled in order.
+ * MyBackendId and pid; done_seq[backend id] is the highest number written
+ * or lost of the backend that holds that id now (done_pid), which is all
+ * ai_flush_log needs because a backend's records all go to one database and
+ * are handled in order.  Records of an earlier holder of the id, perhaps
+ * for another database, do not move it.
  *
  * A backend starts its database's writer when it queues a record and none
  * runs (log_writer.c registers a dynamic background worker); a running
@@ -26,8 +28,8 @@
  * room_cv, ai_flush_log on done_cv; the writer broadcasts both when it gives
  * slots back.
  *
- * LOCKING RULES: every field of LogQueueShared, the slot links and
- * done_seq are read and changed under the queue's LWLock (exclusive to
+ * LOCKING RULES: every field of LogQueueShared, the slot links, done_seq
+ * and done_pid are read and changed under the queue's LWLock (exclusive to
  * change, shared to read).  A slot's record is written before it is linked
  * into a database's list, and is not changed while it is in the list, so
  * its writer reads it without the lock until it releases it.  Nothing is
@@ -102,6 +104,7 @@ typedef struct LogQueueShared
 
 static LogQueueShared *logq = NULL;
 static uint64 *logq_done_seq = NULL;	/* [MaxBackends + 1] */
+static int *logq_done_pid = NULL;	/* [MaxBackends + 1]: done_seq's owner */
 static int *logq_next = NULL;	/* [nslots]: next slot in its list */
 static char *logq_slots = NULL; /* nslots * LOG_SLOT_SIZE */
 
@@ -125,6 +128,7 @@ logq_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(LogQueueShared));
 
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends + 1, sizeof(uint64))));
+	size = add_size(size, MAXALIGN(mul_size(MaxBackends + 1, sizeof(int))));
 	size = add_size(size, MAXALIGN(mul_size(air_log_queue_size, sizeof(int))));
 	size = add_size(size, mul_size(air_log_queue_size, LOG_SLOT_SIZE));
 	return size;
@@ -151,6 +155,8 @@ logq_init_shmem(void)
 	next = (char *) logq + MAXALIGN(sizeof(LogQueueShared));
 	logq_done_seq = (uint64 *) next;
 	next += MAXALIGN(sizeof(uint64) * (MaxBackends + 1));
+	logq_done_pid = (int *) next;
+	next += MAXALIGN(sizeof(int) * (MaxBackends + 1));
 	logq_next = (int *) next;
 	next += MAXALIGN(sizeof(int) * air_log_queue_size);
 	logq_slots = next;
@@ -173,6 +179,7 @@ logq_init_shmem(void)
 			logq->databases[i].writer_procno = -1;
 		}
 		memset(logq_done_seq, 0, sizeof(uint64) * (MaxBackends + 1));
+		memset(logq_done_pid, 0, sizeof(int) * (MaxBackends + 1));
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -252,6 +259,17 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			db->count++;
 			logq->queued++;
 			my_last_seq = record->seq;
+
+			/*
+			 * The first record of this backend claims its done counter: a
+			 * previous backend with the same id, whose records may still be
+			 * queued for another database, no longer moves it.
+			 */
+			if (logq_done_pid[MyBackendId] != MyProcPid)
+			{
+				logq_done_pid[MyBackendId] = MyProcPid;
+				logq_done_seq[MyBackendId] = 0;
+			}
 		}
 		else
 			slot = -1;
@@ -324,7 +342,8 @@ logq_flush(long timeout_ms)
 		bool		start = false;
 
 		LWLockAcquire(logq->lock, LW_EXCLUSIVE);
-		done = logq_done_seq[MyBackendId] >= my_last_seq;
+		done = logq_done_pid[MyBackendId] == MyProcPid &&
+			logq_done_seq[MyBackendId] >= my_last_seq;
 		/* a writer that died leaves its records: start a new one */
 		db = done ? NULL : find_database(MyDatabaseId);
 		if (db != NULL && db->count > 0)
@@ -572,6 +591,7 @@ release_head_slot(LogDatabase *db)
 	LogRecord  *record = slot_record(slot);
 
 	if (record->backend_id > 0 && record->backend_id <= MaxBackends &&
+		logq_done_pid[record->backend_id] == record->backend_pid &&
 		logq_done_seq[record->backend_id] < record->seq)
 		logq_done_seq[record->backend_id] = record->seq;
 	db->head = logq_next[slot];
