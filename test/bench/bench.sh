@@ -116,22 +116,15 @@ cpu_seconds() {
 #---- extra simulators ----
 
 SIM_PIDS=()
+# launch_sim and start_sim
+source "$top/test/scripts/sim.sh"
 
-# start a simulator with the given options on a free port; sets SIM_PID and
-# SIM_URL (so do not call it in $(...)); sim_down or the exit stops it
+# start a simulator with the given options on a free port (launch_sim of
+# test/scripts/sim.sh); sets SIM_PID and SIM_URL (so do not call it in
+# $(...)); sim_down or the exit stops it
 sim_up() {
-	local port_file
-	port_file=$(mktemp -u /tmp/ai-sim-port.XXXXXX)
-	"$top/test/gateway/ai-gateway-sim" --port 0 --port-file "$port_file" --quiet "$@" &
-	SIM_PID=$!
+	launch_sim "$@" || return 1
 	SIM_PIDS+=("$SIM_PID")
-	for _ in $(seq 1 100); do
-		[ -s "$port_file" ] && break
-		sleep 0.05
-	done
-	[ -s "$port_file" ] || { echo "the simulator ($*) did not start" >&2; return 1; }
-	SIM_URL="http://127.0.0.1:$(cat "$port_file")"
-	rm -f "$port_file"
 }
 
 # stop the simulator of pid $1
@@ -572,7 +565,6 @@ make -s install >/dev/null
 
 BENCH_COMMIT=$(git rev-parse --short HEAD)
 export BENCH_COMMIT
-source test/scripts/sim.sh
 start_sim --no-journal
 pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' bash "$bench_dir/bench.sh" --in-cluster "${selected[@]}"
 

@@ -19,8 +19,9 @@ if [ "${1:-}" = "--inside" ]; then
     psql_ -c "ALTER SYSTEM SET ai_resilience.endpoints = '$AI_SIM_URL/v1'" -c "SELECT pg_reload_conf()" >/dev/null
     median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-    # per-call microseconds of a run of $calls successful calls
-    per_call() {
+    # per-call microseconds of a run of $calls successful calls with
+    # ai_resilience.log_attempts = $1
+    timed_calls() {
         psql_ -c "SET ai_resilience.log_attempts = $1" -c "
             DO \$\$
             DECLARE t0 timestamptz := clock_timestamp();
@@ -28,6 +29,10 @@ if [ "${1:-}" = "--inside" ]; then
                 PERFORM count(ai_chat('bench ' || i, ARRAY['ok'])) FROM generate_series(1, $calls) i;
                 RAISE NOTICE '%', round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / $calls, 1);
             END \$\$" 2>&1 >/dev/null | sed 's/.*NOTICE: *//'
+    }
+    # the same, then wait until the log writer has written it all
+    per_call() {
+        timed_calls "$1"
         psql_ -c "SELECT ai_flush_log('60s')" >/dev/null
     }
     # the same with the log on while a lock holds the writer back: what the
@@ -36,13 +41,7 @@ if [ "${1:-}" = "--inside" ]; then
         psql_ -c "BEGIN" -c "LOCK TABLE ai_call_log IN ACCESS EXCLUSIVE MODE" \
               -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
         sleep 0.3
-        psql_ -c "SET ai_resilience.log_attempts = on" -c "
-            DO \$\$
-            DECLARE t0 timestamptz := clock_timestamp();
-            BEGIN
-                PERFORM count(ai_chat('bench ' || i, ARRAY['ok'])) FROM generate_series(1, $calls) i;
-                RAISE NOTICE '%', round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / $calls, 1);
-            END \$\$" 2>&1 >/dev/null | sed 's/.*NOTICE: *//'
+        timed_calls on
         psql_ -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                   WHERE query LIKE 'SELECT pg_sleep(600)%'" >/dev/null
         wait || true
