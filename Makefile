@@ -2,6 +2,12 @@
 #
 # The version is written once, in pg_ai_resilience.control; the install
 # script is generated from src/pg_ai_resilience.sql for that version.
+# src/sql/ holds the scripts of released versions, frozen and installed as
+# they are: each earlier version's install script (so that
+# CREATE EXTENSION ... VERSION 'x' works and the upgrade test can start from
+# it) and the upgrade scripts pg_ai_resilience--A--B.sql.  A change to the
+# SQL objects goes into src/pg_ai_resilience.sql and into the upgrade
+# script from the last release.
 
 EXTENSION = pg_ai_resilience
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -20,8 +26,9 @@ OBJS = \
 	src/sql_api.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
+REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream log_survival
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

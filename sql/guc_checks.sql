@@ -11,10 +11,11 @@ SET ai_resilience.max_retries = 11;
 SET ai_resilience.deadline = 0;
 SET ai_resilience.no_such_setting = 1;
 
--- a non-superuser can call ai_chat, but can neither read nor set the key or
--- the endpoints, nor read the log
+-- a non-superuser granted ai_chat can call it, but can neither read nor set
+-- the key or the endpoints, nor read the log
 CREATE ROLE ai_user;
 GRANT SELECT ON sim TO ai_user;
+GRANT EXECUTE ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) TO ai_user;
 SELECT use_gateways('v1');
 SET ROLE ai_user;
 SHOW ai_resilience.api_key;
@@ -29,4 +30,5 @@ SELECT count(*) FROM ai_call_log;
 RESET ROLE;
 SELECT role_name FROM ai_call_log ORDER BY id DESC LIMIT 1;
 REVOKE ALL ON sim FROM ai_user;
+REVOKE ALL ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) FROM ai_user;
 DROP ROLE ai_user;

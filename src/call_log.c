@@ -48,6 +48,7 @@ static const int string_limit[LOG_NSTRINGS] = {
 	[LOG_STR_MODEL] = 256,
 	[LOG_STR_ENDPOINT] = 256,
 	[LOG_STR_ROLE_NAME] = NAMEDATALEN,
+	[LOG_STR_SESSION_ROLE] = NAMEDATALEN,
 	[LOG_STR_REQUEST_ID] = 128,
 	[LOG_STR_MODEL_RETURNED] = 256,
 	[LOG_STR_FINISH_REASON] = 64,
@@ -169,6 +170,7 @@ pack_attempt(const CallAttempt *a, LogRecord *record)
 	pack_string(record, LOG_STR_MODEL, a->model, &used);
 	pack_string(record, LOG_STR_ENDPOINT, a->endpoint, &used);
 	pack_string(record, LOG_STR_ROLE_NAME, a->role_name, &used);
+	pack_string(record, LOG_STR_SESSION_ROLE, a->session_role, &used);
 	pack_string(record, LOG_STR_REQUEST_ID, a->request_id, &used);
 	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, &used);
 	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, &used);

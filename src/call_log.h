@@ -37,7 +37,8 @@ typedef struct CallAttempt
 	int			prompt_tokens;	/* -1: unknown */
 	int			completion_tokens;	/* -1: unknown */
 	bool		new_connection; /* a connection was opened for it */
-	const char *role_name;		/* who ran the call */
+	const char *role_name;		/* current_user: the owner in a SECURITY DEFINER function */
+	const char *session_role;	/* session_user: who logged in */
 	const char *prompt;			/* only with ai_resilience.log_prompts */
 	double		ttft_ms;		/* time to first token (streams) or first byte; -1: none */
 	int			response_bytes; /* answer text received, partial or whole; -1: none */

@@ -28,6 +28,16 @@
  * When idle it also deletes rows older than ai_resilience.log_retention,
  * RETENTION_BATCH rows per transaction.
  *
+ * Security: the table's owner is usually a superuser, and a database owner
+ * must not be able to run code as it.  So every statement runs the way
+ * VACUUM runs code as a table owner: as a SECURITY_RESTRICTED_OPERATION,
+ * under search_path = pg_catalog, pg_temp and the writer's lock_timeout
+ * (pinned in a GUC nest level, so the owner's code cannot change them for
+ * later statements), with every function and operator qualified and
+ * computed values passed as parameters.  Settings a database owner can
+ * attach to the database (ALTER DATABASE ... SET), which the writer's
+ * connection picks up, are overridden where they would stop the writer.
+ *
  * SIGHUP reloads the configuration.  SIGTERM (shutdown, or
  * pg_terminate_backend) lets the writer finish the batch in hand and write
  * what is queued for its database, then exit.
@@ -44,6 +54,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -52,6 +63,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -88,7 +100,19 @@
 /* At most one error in the server log per this many ms. */
 #define ERROR_LOG_INTERVAL_MS	10000
 
-#define LOG_NCOLUMNS			26
+/*
+ * Longest wait for a lock on ai_call_log.  A conflicting lock (LOCK TABLE,
+ * VACUUM FULL, ALTER TABLE) would otherwise stop the writer while its
+ * database's records fill the queue every database shares; past this the
+ * batch is counted lost, with the reason, and the writer goes on.
+ */
+#define WRITER_LOCK_TIMEOUT		"5s"
+
+/* How the writer runs SQL as the table's owner (see the file header). */
+#define OWNER_SEC_CONTEXT	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
+
+/* Columns of the log at 0.2.0; a 0.1.0 table lacks the last one. */
+#define LOG_NCOLUMNS			27
 
 /* Where the log table is, in the current transaction. */
 typedef struct LogTable
@@ -96,6 +120,7 @@ typedef struct LogTable
 	Oid			relid;
 	Oid			owner;
 	char	   *schema;			/* quoted */
+	int			ncolumns;		/* of LOG_NCOLUMNS, the ones it has */
 } LogTable;
 
 static volatile sig_atomic_t got_sigterm = false;
@@ -107,6 +132,10 @@ static MemoryContext batch_memory = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_batch_plan = NULL;
 static Oid	insert_relid = InvalidOid;
+static int	insert_ncolumns = 0;
+
+/* The GUC nest level of the pinned settings, from open_log_table to close_log_table. */
+static int	log_table_nestlevel = 0;
 
 /* Rate limit of the server log. */
 static TimestampTz error_logged_at = 0;
@@ -120,6 +149,9 @@ static int	insert_row_by_row(LogRecord **records, int n);
 static bool insert_in_subtransaction(const LogRecord *record);
 static void open_log_table(Oid *saved_user, int *saved_context);
 static void close_log_table(Oid saved_user, int saved_context);
+static void override_database_settings(void);
+static int	pin_settings(void);
+static void switch_to_owner(Oid owner, Oid *saved_user, int *saved_context);
 static bool find_log_table(LogTable *table, bool missing_ok);
 static void prepare_insert(const LogTable *table);
 static void record_values(const LogRecord *r, Datum *values, bool *nulls);
@@ -180,6 +212,7 @@ air_log_writer_main(Datum main_arg)
 	 * which would slow every batch for no gain.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	override_database_settings();
 	pgstat_report_appname("pg_ai_resilience log writer");
 	batch_memory = AllocSetContextCreate(TopMemoryContext,
 										 "pg_ai_resilience log writer",
@@ -388,9 +421,10 @@ insert_row_by_row(LogRecord **records, int n)
 }
 
 /*
- * In a new transaction, get ready to insert: SPI, a snapshot, the table and
- * its prepared INSERTs, and the table owner's identity (saved_user and
- * saved_context are what close_log_table restores).
+ * In a new transaction, get ready to insert: SPI, the pinned settings, the
+ * table (locked), a snapshot, the table owner's identity and the prepared
+ * INSERTs (saved_user and saved_context are what close_log_table
+ * restores).
  */
 static void
 open_log_table(Oid *saved_user, int *saved_context)
@@ -399,12 +433,11 @@ open_log_table(Oid *saved_user, int *saved_context)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
+	log_table_nestlevel = pin_settings();
 	(void) find_log_table(&table, false);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	switch_to_owner(table.owner, saved_user, saved_context);
 	prepare_insert(&table);
-	GetUserIdAndSecContext(saved_user, saved_context);
-	SetUserIdAndSecContext(table.owner,
-						   *saved_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
 /* Undo open_log_table before the commit. */
@@ -412,8 +445,56 @@ static void
 close_log_table(Oid saved_user, int saved_context)
 {
 	SetUserIdAndSecContext(saved_user, saved_context);
+	AtEOXact_GUC(false, log_table_nestlevel);
 	PopActiveSnapshot();
 	SPI_finish();
+}
+
+/*
+ * Override what a database owner could attach to the database and would
+ * stop the writer: a read-only default refuses every insert, serializable
+ * adds failures.  search_path and lock_timeout are pinned per transaction
+ * (pin_settings); statement_timeout and idle_in_transaction_session_timeout
+ * are never armed in a background worker.
+ */
+static void
+override_database_settings(void)
+{
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Pin search_path and lock_timeout for the statements that follow, in a
+ * new GUC nest level (so that whatever the table owner's code sets is
+ * undone with it); returns the level for AtEOXact_GUC.  An abort undoes it
+ * too.
+ */
+static int
+pin_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("lock_timeout", WRITER_LOCK_TIMEOUT,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
+ * Become the table's owner for the statements that follow, as a restricted
+ * operation; saved_user and saved_context are what to restore.
+ */
+static void
+switch_to_owner(Oid owner, Oid *saved_user, int *saved_context)
+{
+	GetUserIdAndSecContext(saved_user, saved_context);
+	SetUserIdAndSecContext(owner, *saved_context | OWNER_SEC_CONTEXT);
 }
 
 /* Insert one record in a subtransaction; false if it failed. */
@@ -444,14 +525,16 @@ insert_in_subtransaction(const LogRecord *record)
 }
 
 /*
- * Find this database's ai_call_log and its owner.  When missing: an error,
- * or false with missing_ok.
+ * Find this database's ai_call_log, lock it for writing (waiting at most
+ * lock_timeout) and get its owner.  When missing: an error, or false with
+ * missing_ok.
  */
 static bool
 find_log_table(LogTable *table, bool missing_ok)
 {
 	Oid			extension;
 	Oid			namespace;
+	char	   *schema_name;
 	HeapTuple	tuple;
 
 	extension = get_extension_oid("pg_ai_resilience", true);
@@ -465,7 +548,13 @@ find_log_table(LogTable *table, bool missing_ok)
 						get_database_name(MyDatabaseId))));
 	}
 	namespace = extension_namespace(extension);
-	table->relid = get_relname_relid("ai_call_log", namespace);
+	schema_name = get_namespace_name(namespace);
+	table->relid = InvalidOid;
+	if (schema_name != NULL)
+		table->relid = RangeVarGetRelidExtended(makeRangeVar(schema_name,
+															 "ai_call_log", -1),
+												RowExclusiveLock,
+												RVR_MISSING_OK, NULL, NULL);
 	if (!OidIsValid(table->relid))
 	{
 		if (missing_ok)
@@ -479,61 +568,74 @@ find_log_table(LogTable *table, bool missing_ok)
 		elog(ERROR, "cache lookup failed for relation %u", table->relid);
 	table->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
-	table->schema = (char *) quote_identifier(get_namespace_name(namespace));
+	table->schema = (char *) quote_identifier(schema_name);
+	/* between the library's upgrade and ALTER EXTENSION UPDATE */
+	table->ncolumns = get_attnum(table->relid, "session_role") == InvalidAttrNumber ?
+		LOG_NCOLUMNS - 1 : LOG_NCOLUMNS;
 	return true;
 }
 
-/* The column types of ai_call_log's INSERT, in the order of LOG_COLUMNS. */
+/* The columns the writer fills, in the order of column_types. */
+static const char *const column_names[LOG_NCOLUMNS] = {
+	"call_id", "attempt", "route_index", "route_attempt", "started_at",
+	"latency_ms", "model", "endpoint", "code", "error_class", "error",
+	"streaming", "retry_after_ms", "backoff_ms", "outcome", "request_id",
+	"model_returned", "finish_reason", "prompt_tokens", "completion_tokens",
+	"new_connection", "role_name", "backend_pid", "prompt", "ttft_ms",
+	"response_bytes", "session_role"
+};
+
+/* The column types of ai_call_log's INSERT, in the order of column_names. */
 static const Oid column_types[LOG_NCOLUMNS] = {
 	UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
 	TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
 	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID
+	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID, TEXTOID
 };
-
-/* The columns the writer fills, in the order of column_types. */
-#define LOG_COLUMNS \
-	"call_id, attempt, route_index, route_attempt, started_at, latency_ms," \
-	" model, endpoint, code, error_class, error, streaming, retry_after_ms," \
-	" backoff_ms, outcome, request_id, model_returned, finish_reason," \
-	" prompt_tokens, completion_tokens, new_connection, role_name," \
-	" backend_pid, prompt, ttft_ms, response_bytes"
 
 /*
  * Prepare the INSERTs for the table, unless they are prepared already: one
  * that takes a row, for rows written one by one, and one that takes an
  * array per column and inserts a whole batch in one statement (one
- * executor run instead of one per row).
+ * executor run instead of one per row).  They fill the table's first
+ * ncolumns of column_names.
  */
 static void
 prepare_insert(const LogTable *table)
 {
+	int			ncolumns = table->ncolumns;
 	Oid			array_types[LOG_NCOLUMNS];
+	StringInfoData columns;
 	StringInfoData params;
 	StringInfoData unnest;
 	SPIPlanPtr	row_plan;
 	SPIPlanPtr	batch_plan;
 	int			i;
 
-	if (insert_plan != NULL && insert_relid == table->relid)
+	if (insert_plan != NULL && insert_relid == table->relid &&
+		insert_ncolumns == ncolumns)
 		return;
 
+	initStringInfo(&columns);
 	initStringInfo(&params);
 	initStringInfo(&unnest);
-	for (i = 0; i < LOG_NCOLUMNS; i++)
+	for (i = 0; i < ncolumns; i++)
 	{
-		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
-		appendStringInfo(&unnest, "%s$%d", i ? ", " : "", i + 1);
+		const char *sep = i ? ", " : "";
+
+		appendStringInfo(&columns, "%s%s", sep, column_names[i]);
+		appendStringInfo(&params, "%s$%d", sep, i + 1);
+		appendStringInfo(&unnest, "%spg_catalog.unnest($%d)", sep, i + 1);
 		array_types[i] = get_array_type(column_types[i]);
 	}
 
-	row_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (" LOG_COLUMNS ") VALUES (%s)",
-									table->schema, params.data),
-						   LOG_NCOLUMNS, (Oid *) column_types);
-	batch_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (" LOG_COLUMNS ")"
-									  " SELECT * FROM unnest(%s)",
-									  table->schema, unnest.data),
-							 LOG_NCOLUMNS, array_types);
+	row_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (%s) VALUES (%s)",
+									table->schema, columns.data, params.data),
+						   ncolumns, (Oid *) column_types);
+	batch_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (%s)"
+									  " SELECT * FROM ROWS FROM (%s)",
+									  table->schema, columns.data, unnest.data),
+							 ncolumns, array_types);
 	if (row_plan == NULL || batch_plan == NULL)
 		elog(ERROR, "could not prepare the ai_call_log insert: %s",
 			 SPI_result_code_string(SPI_result));
@@ -546,6 +648,7 @@ prepare_insert(const LogTable *table)
 	insert_plan = row_plan;
 	insert_batch_plan = batch_plan;
 	insert_relid = table->relid;
+	insert_ncolumns = ncolumns;
 }
 
 /* The column values of a record, in the order of column_types. */
@@ -591,6 +694,7 @@ record_values(const LogRecord *r, Datum *values, bool *nulls)
 	SET_NULLABLE(STRING_IS_NULL(LOG_STR_PROMPT), STRING_DATUM(LOG_STR_PROMPT));
 	SET_NULLABLE(r->ttft_ms < 0, Float8GetDatum(r->ttft_ms));
 	SET_NULLABLE(r->response_bytes < 0, Int32GetDatum(r->response_bytes));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_SESSION_ROLE), STRING_DATUM(LOG_STR_SESSION_ROLE));
 
 #undef SET_VALUE
 #undef SET_NULLABLE
@@ -647,7 +751,7 @@ insert_records(LogRecord **records, int n)
 			column_nulls[c][i] = row_nulls[c];
 		}
 	}
-	for (c = 0; c < LOG_NCOLUMNS; c++)
+	for (c = 0; c < insert_ncolumns; c++)
 	{
 		int16		typlen;
 		bool		typbyval;
@@ -668,7 +772,9 @@ insert_records(LogRecord **records, int n)
 
 /*
  * Delete up to RETENTION_BATCH rows older than ai_resilience.log_retention,
- * as the table's owner.  True when there may be more to delete.
+ * as the table's owner.  True when there may be more to delete.  The cutoff
+ * is computed here and passed in, so the statement calls no function and
+ * names its operators.
  */
 static bool
 apply_retention(void)
@@ -681,36 +787,39 @@ apply_retention(void)
 	PG_TRY();
 	{
 		LogTable	table;
-		Oid			saved_user;
-		int			saved_context;
+		int			nestlevel;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
+		nestlevel = pin_settings();
 		if (find_log_table(&table, true))
 		{
-			Oid			argtypes[1] = {INT4OID};
-			Datum		args[1] = {Int32GetDatum(air_log_retention_s)};
+			Oid			argtypes[1] = {TIMESTAMPTZOID};
+			Datum		args[1];
+			Oid			saved_user;
+			int			saved_context;
 			char	   *sql;
 			int			rc;
 
 			pgstat_report_activity(STATE_RUNNING, "deleting old ai_call_log rows");
-			sql = psprintf("DELETE FROM %s.ai_call_log WHERE id IN"
+			args[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() -
+										  (TimestampTz) air_log_retention_s * USECS_PER_SEC);
+			sql = psprintf("DELETE FROM %s.ai_call_log WHERE id OPERATOR(pg_catalog.=) ANY"
 						   " (SELECT id FROM %s.ai_call_log"
-						   " WHERE started_at < now() - make_interval(secs => $1)"
+						   " WHERE started_at OPERATOR(pg_catalog.<) $1"
 						   " ORDER BY started_at LIMIT %d)",
 						   table.schema, table.schema, RETENTION_BATCH);
-			GetUserIdAndSecContext(&saved_user, &saved_context);
-			SetUserIdAndSecContext(table.owner,
-								   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+			PushActiveSnapshot(GetTransactionSnapshot());
+			switch_to_owner(table.owner, &saved_user, &saved_context);
 			rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0);
 			SetUserIdAndSecContext(saved_user, saved_context);
+			PopActiveSnapshot();
 			if (rc != SPI_OK_DELETE)
 				elog(ERROR, "could not delete old ai_call_log rows: %s",
 					 SPI_result_code_string(rc));
 			more = SPI_processed == RETENTION_BATCH;
 		}
-		PopActiveSnapshot();
+		AtEOXact_GUC(false, nestlevel);
 		SPI_finish();
 		CommitTransactionCommand();
 	}

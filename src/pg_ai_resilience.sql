@@ -1,12 +1,22 @@
-/* pg_ai_resilience install script; the version is in pg_ai_resilience.control */
+/*
+ * pg_ai_resilience install script; the version is in pg_ai_resilience.control.
+ *
+ * Written to PostgreSQL's "Security Considerations for Extension Scripts":
+ * a database owner may have planted functions and operators in the schema
+ * the extension is created in, so every object is named with @extschema@
+ * and every function and operator with pg_catalog (an unknown-typed
+ * literal would otherwise prefer a planted f(text)).  Every change to the
+ * objects below also goes into an upgrade script in src/sql/.
+ */
 
 \echo Use "CREATE EXTENSION pg_ai_resilience" to load this file. \quit
 
-CREATE SEQUENCE ai_call_log_id_seq;
+CREATE SEQUENCE @extschema@.ai_call_log_id_seq;
 
 -- One row per HTTP attempt.
-CREATE TABLE ai_call_log (
-    id                bigint PRIMARY KEY DEFAULT nextval('ai_call_log_id_seq'),
+CREATE TABLE @extschema@.ai_call_log (
+    id                bigint PRIMARY KEY
+                      DEFAULT pg_catalog.nextval('@extschema@.ai_call_log_id_seq'::pg_catalog.regclass),
     call_id           uuid NOT NULL,
     attempt           integer NOT NULL,
     route_index       integer NOT NULL,
@@ -32,26 +42,38 @@ CREATE TABLE ai_call_log (
     backend_pid       integer NOT NULL,
     prompt            text,
     ttft_ms           double precision,
-    response_bytes    integer
+    response_bytes    integer,
+    session_role      name
 );
-ALTER SEQUENCE ai_call_log_id_seq OWNED BY ai_call_log.id;
+ALTER SEQUENCE @extschema@.ai_call_log_id_seq OWNED BY @extschema@.ai_call_log.id;
 
-CREATE INDEX ai_call_log_started_at_idx ON ai_call_log (started_at);
-CREATE INDEX ai_call_log_call_id_idx ON ai_call_log (call_id);
-CREATE INDEX ai_call_log_route_idx ON ai_call_log (model, endpoint, started_at);
+CREATE INDEX ai_call_log_started_at_idx ON @extschema@.ai_call_log (started_at);
+CREATE INDEX ai_call_log_call_id_idx ON @extschema@.ai_call_log (call_id);
+CREATE INDEX ai_call_log_route_idx ON @extschema@.ai_call_log (model, endpoint, started_at);
 
-COMMENT ON TABLE ai_call_log IS 'One row per HTTP attempt made by pg_ai_resilience';
+COMMENT ON TABLE @extschema@.ai_call_log IS 'One row per HTTP attempt made by pg_ai_resilience';
+COMMENT ON COLUMN @extschema@.ai_call_log.role_name IS
+    'current_user of the call: inside a SECURITY DEFINER function, the function''s owner';
+COMMENT ON COLUMN @extschema@.ai_call_log.session_role IS
+    'session_user of the call: the role that logged in (or SET SESSION AUTHORIZATION); NULL in rows from version 0.1.0';
 
 -- pg_dump keeps the log and the sequence's position.
-SELECT pg_catalog.pg_extension_config_dump('ai_call_log', '');
-SELECT pg_catalog.pg_extension_config_dump('ai_call_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_call_log'::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_call_log_id_seq'::pg_catalog.regclass, '');
 
 -- Readers are granted by the administrator; rows are written by the
 -- extension's log writer as the table's owner, so callers need no privilege
 -- on it.
-REVOKE ALL ON ai_call_log FROM PUBLIC;
+REVOKE ALL ON @extschema@.ai_call_log FROM PUBLIC;
 
-CREATE FUNCTION ai_chat(
+/*
+ * The calling functions: COST 10000 (units of cpu_operator_cost) because one
+ * call is an HTTP round trip, milliseconds to minutes, where a built-in
+ * function costs 1 and a PL function 100; the planner then evaluates every
+ * cheaper condition of a WHERE clause first, and calls only for the rows
+ * that pass them.  EXECUTE is revoked from PUBLIC at the end of the script.
+ */
+CREATE FUNCTION @extschema@.ai_chat(
     prompt        text,
     models        text[] DEFAULT NULL,
     system_prompt text DEFAULT NULL,
@@ -61,12 +83,12 @@ CREATE FUNCTION ai_chat(
     stream        boolean DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'ai_chat'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
 
-COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) IS
+COMMENT ON FUNCTION @extschema@.ai_chat(text, text[], text, integer, double precision, text, boolean) IS
     'Send one prompt to the first route that answers, with retries and fallback; every attempt is logged in ai_call_log';
 
-CREATE FUNCTION ai_chat_batch(
+CREATE FUNCTION @extschema@.ai_chat_batch(
     prompts       text[],
     models        text[] DEFAULT NULL,
     system_prompt text DEFAULT NULL,
@@ -76,12 +98,12 @@ CREATE FUNCTION ai_chat_batch(
     stream        boolean DEFAULT NULL)
 RETURNS TABLE (ord integer, response text, call_id uuid, attempts integer, error text)
 AS 'MODULE_PATHNAME', 'ai_chat_batch'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
 
-COMMENT ON FUNCTION ai_chat_batch(text[], text[], text, integer, double precision, text, boolean) IS
+COMMENT ON FUNCTION @extschema@.ai_chat_batch(text[], text[], text, integer, double precision, text, boolean) IS
     'Send many prompts at once (up to ai_resilience.max_concurrency in flight), each with the full retry and fallback policy; one row per prompt, in order';
 
-CREATE FUNCTION ai_chat_batch_keyed(
+CREATE FUNCTION @extschema@.ai_chat_batch_keyed(
     keys          anyarray,
     prompts       text[],
     models        text[] DEFAULT NULL,
@@ -92,32 +114,32 @@ CREATE FUNCTION ai_chat_batch_keyed(
     stream        boolean DEFAULT NULL)
 RETURNS TABLE (key anyelement, response text, call_id uuid, attempts integer, error text)
 AS 'MODULE_PATHNAME', 'ai_chat_batch_keyed'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
 
-COMMENT ON FUNCTION ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text, boolean) IS
+COMMENT ON FUNCTION @extschema@.ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text, boolean) IS
     'ai_chat_batch that returns the caller''s key with each row, so results join back to the rows they came from';
 
-CREATE FUNCTION ai_chat_complete(
+CREATE FUNCTION @extschema@.ai_chat_complete(
     request  jsonb,
     models   text[] DEFAULT NULL,
     on_error text DEFAULT 'raise',
     stream   boolean DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'ai_chat_complete'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
 
-COMMENT ON FUNCTION ai_chat_complete(jsonb, text[], text, boolean) IS
+COMMENT ON FUNCTION @extschema@.ai_chat_complete(jsonb, text[], text, boolean) IS
     'Send a whole chat-completions request (model set per route) with retries and fallback; returns the whole response';
 
-CREATE FUNCTION ai_flush_log(timeout interval DEFAULT '10s')
+CREATE FUNCTION @extschema@.ai_flush_log(timeout interval DEFAULT '10s')
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'ai_flush_log'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION ai_flush_log(interval) IS
+COMMENT ON FUNCTION @extschema@.ai_flush_log(interval) IS
     'Wait until every attempt this session has made is in ai_call_log (or counted lost); false on timeout';
 
-CREATE FUNCTION ai_log_stats(
+CREATE FUNCTION @extschema@.ai_log_stats(
     OUT queued        bigint,
     OUT written       bigint,
     OUT lost          bigint,
@@ -130,13 +152,20 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'ai_log_stats'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-COMMENT ON FUNCTION ai_log_stats() IS
+COMMENT ON FUNCTION @extschema@.ai_log_stats() IS
     'Counters of the ai_call_log queue and writers since server start';
 
-CREATE VIEW ai_log_stats AS SELECT * FROM ai_log_stats();
+CREATE VIEW @extschema@.ai_log_stats AS SELECT * FROM @extschema@.ai_log_stats();
 
 -- A writer's last error may quote log data: for monitoring roles only.
-REVOKE ALL ON FUNCTION ai_log_stats() FROM PUBLIC;
-REVOKE ALL ON ai_log_stats FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ai_log_stats() TO pg_read_all_stats;
-GRANT SELECT ON ai_log_stats TO pg_read_all_stats;
+REVOKE ALL ON FUNCTION @extschema@.ai_log_stats() FROM PUBLIC;
+REVOKE ALL ON @extschema@.ai_log_stats FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.ai_log_stats() TO pg_read_all_stats;
+GRANT SELECT ON @extschema@.ai_log_stats TO pg_read_all_stats;
+
+-- Calling spends money and sends data out of the server: the administrator
+-- grants EXECUTE on these to the roles that may (see README, Getting started).
+REVOKE ALL ON FUNCTION @extschema@.ai_chat(text, text[], text, integer, double precision, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ai_chat_batch(text[], text[], text, integer, double precision, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ai_chat_complete(jsonb, text[], text, boolean) FROM PUBLIC;

@@ -181,6 +181,7 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	/* calls waiting out a backoff hold memory, not slots: bound them too */
 	settings->max_active = max_in_flight * ACTIVE_PER_SLOT;
 	settings->role_name = GetUserNameFromId(GetUserId(), false);
+	settings->session_role = GetUserNameFromId(GetSessionUserId(), false);
 }
 
 /*
@@ -818,6 +819,7 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->prompt_tokens = attempt->completion_tokens = -1;
 	attempt->new_connection = request->new_connection;
 	attempt->role_name = settings->role_name;
+	attempt->session_role = settings->session_role;
 	attempt->prompt = settings->log_prompts ? call->prompt : NULL;
 	attempt->ttft_ms = -1;
 	attempt->response_bytes = -1;

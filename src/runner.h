@@ -51,7 +51,8 @@ typedef struct CallSettings
 	int			stream_idle_timeout_ms;
 	int			max_in_flight;
 	int			max_active;		/* calls in flight or waiting to retry */
-	char	   *role_name;
+	char	   *role_name;		/* current_user */
+	char	   *session_role;	/* session_user */
 } CallSettings;
 
 /* One prompt's journey through the routes. */

@@ -1,0 +1,142 @@
+/* pg_ai_resilience install script; the version is in pg_ai_resilience.control */
+
+\echo Use "CREATE EXTENSION pg_ai_resilience" to load this file. \quit
+
+CREATE SEQUENCE ai_call_log_id_seq;
+
+-- One row per HTTP attempt.
+CREATE TABLE ai_call_log (
+    id                bigint PRIMARY KEY DEFAULT nextval('ai_call_log_id_seq'),
+    call_id           uuid NOT NULL,
+    attempt           integer NOT NULL,
+    route_index       integer NOT NULL,
+    route_attempt     integer NOT NULL,
+    started_at        timestamptz NOT NULL,
+    latency_ms        double precision,
+    model             text NOT NULL,
+    endpoint          text NOT NULL,
+    code              integer,
+    error_class       text,
+    error             text,
+    streaming         boolean NOT NULL DEFAULT false,
+    retry_after_ms    integer,
+    backoff_ms        integer,
+    outcome           text NOT NULL,
+    request_id        text,
+    model_returned    text,
+    finish_reason     text,
+    prompt_tokens     integer,
+    completion_tokens integer,
+    new_connection    boolean,
+    role_name         name NOT NULL,
+    backend_pid       integer NOT NULL,
+    prompt            text,
+    ttft_ms           double precision,
+    response_bytes    integer
+);
+ALTER SEQUENCE ai_call_log_id_seq OWNED BY ai_call_log.id;
+
+CREATE INDEX ai_call_log_started_at_idx ON ai_call_log (started_at);
+CREATE INDEX ai_call_log_call_id_idx ON ai_call_log (call_id);
+CREATE INDEX ai_call_log_route_idx ON ai_call_log (model, endpoint, started_at);
+
+COMMENT ON TABLE ai_call_log IS 'One row per HTTP attempt made by pg_ai_resilience';
+
+-- pg_dump keeps the log and the sequence's position.
+SELECT pg_catalog.pg_extension_config_dump('ai_call_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ai_call_log_id_seq', '');
+
+-- Readers are granted by the administrator; rows are written by the
+-- extension's log writer as the table's owner, so callers need no privilege
+-- on it.
+REVOKE ALL ON ai_call_log FROM PUBLIC;
+
+CREATE FUNCTION ai_chat(
+    prompt        text,
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'raise',
+    stream        boolean DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'ai_chat'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) IS
+    'Send one prompt to the first route that answers, with retries and fallback; every attempt is logged in ai_call_log';
+
+CREATE FUNCTION ai_chat_batch(
+    prompts       text[],
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'null',
+    stream        boolean DEFAULT NULL)
+RETURNS TABLE (ord integer, response text, call_id uuid, attempts integer, error text)
+AS 'MODULE_PATHNAME', 'ai_chat_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_batch(text[], text[], text, integer, double precision, text, boolean) IS
+    'Send many prompts at once (up to ai_resilience.max_concurrency in flight), each with the full retry and fallback policy; one row per prompt, in order';
+
+CREATE FUNCTION ai_chat_batch_keyed(
+    keys          anyarray,
+    prompts       text[],
+    models        text[] DEFAULT NULL,
+    system_prompt text DEFAULT NULL,
+    max_tokens    integer DEFAULT NULL,
+    temperature   double precision DEFAULT NULL,
+    on_error      text DEFAULT 'null',
+    stream        boolean DEFAULT NULL)
+RETURNS TABLE (key anyelement, response text, call_id uuid, attempts integer, error text)
+AS 'MODULE_PATHNAME', 'ai_chat_batch_keyed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_batch_keyed(anyarray, text[], text[], text, integer, double precision, text, boolean) IS
+    'ai_chat_batch that returns the caller''s key with each row, so results join back to the rows they came from';
+
+CREATE FUNCTION ai_chat_complete(
+    request  jsonb,
+    models   text[] DEFAULT NULL,
+    on_error text DEFAULT 'raise',
+    stream   boolean DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'ai_chat_complete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_chat_complete(jsonb, text[], text, boolean) IS
+    'Send a whole chat-completions request (model set per route) with retries and fallback; returns the whole response';
+
+CREATE FUNCTION ai_flush_log(timeout interval DEFAULT '10s')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ai_flush_log'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION ai_flush_log(interval) IS
+    'Wait until every attempt this session has made is in ai_call_log (or counted lost); false on timeout';
+
+CREATE FUNCTION ai_log_stats(
+    OUT queued        bigint,
+    OUT written       bigint,
+    OUT lost          bigint,
+    OUT queue_waits   bigint,
+    OUT in_queue      integer,
+    OUT writers       integer,
+    OUT last_error    text,
+    OUT last_error_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'ai_log_stats'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION ai_log_stats() IS
+    'Counters of the ai_call_log queue and writers since server start';
+
+CREATE VIEW ai_log_stats AS SELECT * FROM ai_log_stats();
+
+-- A writer's last error may quote log data: for monitoring roles only.
+REVOKE ALL ON FUNCTION ai_log_stats() FROM PUBLIC;
+REVOKE ALL ON ai_log_stats FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_log_stats() TO pg_read_all_stats;
+GRANT SELECT ON ai_log_stats TO pg_read_all_stats;
