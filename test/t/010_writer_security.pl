@@ -50,8 +50,21 @@ $node->safe_psql('postgres', q{
 	CREATE DATABASE owned OWNER dbowner;
 });
 
-# Every planted function records that it ran, and as whom, and tries to
-# make the database owner a superuser; it then does what the real one does.
+# A function planted by the database owner: it records that it ran, and as
+# whom (public.pwn, which also tries to make the owner a superuser), then
+# does what the real one does.
+sub planted
+{
+	my ($signature, $returns, $label, $return) = @_;
+	return qq{
+	CREATE FUNCTION public.$signature RETURNS $returns
+	LANGUAGE plpgsql AS \$\$
+	BEGIN
+		PERFORM public.pwn('$label');
+		$return;
+	END \$\$;};
+}
+
 owner_sql(q{
 	CREATE TABLE public.planted_calls (name text, ran_as name);
 	GRANT INSERT ON public.planted_calls TO PUBLIC;
@@ -64,13 +77,9 @@ owner_sql(q{
 			ALTER ROLE dbowner SUPERUSER;
 		END IF;
 	END $$;
-	CREATE FUNCTION public.nextval(text) RETURNS bigint
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('nextval(text)');
-		RETURN pg_catalog.nextval($1::pg_catalog.regclass);
-	END $$;
-});
+}
+	. planted('nextval(text)', 'bigint', 'nextval(text)',
+		'RETURN pg_catalog.nextval($1::pg_catalog.regclass)'));
 
 # the extension, created by the superuser in the owner's database
 $node->safe_psql('owned', qq{
@@ -79,47 +88,23 @@ $node->safe_psql('owned', qq{
 });
 
 # the retention DELETE's names, and the batch INSERT's unnest
-owner_sql(q{
-	CREATE FUNCTION public.now() RETURNS timestamptz
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('now()');
-		RETURN pg_catalog.now();
-	END $$;
-	CREATE FUNCTION public.make_interval(secs integer) RETURNS interval
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('make_interval(integer)');
-		RETURN pg_catalog.make_interval(secs => secs::double precision);
-	END $$;
-	CREATE FUNCTION public.unnest(uuid[]) RETURNS SETOF uuid
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('unnest(uuid[])');
-		RETURN QUERY SELECT pg_catalog.unnest($1);
-	END $$;
-	CREATE FUNCTION public.lt(timestamptz, timestamptz) RETURNS boolean
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('<');
-		RETURN pg_catalog.timestamptz_lt($1, $2);
-	END $$;
+owner_sql(
+	planted('now()', 'timestamptz', 'now()', 'RETURN pg_catalog.now()')
+	  . planted('make_interval(secs integer)', 'interval', 'make_interval(integer)',
+		'RETURN pg_catalog.make_interval(secs => secs::double precision)')
+	  . planted('unnest(uuid[])', 'SETOF uuid', 'unnest(uuid[])',
+		'RETURN QUERY SELECT pg_catalog.unnest($1)')
+	  . planted('lt(timestamptz, timestamptz)', 'boolean', '<',
+		'RETURN pg_catalog.timestamptz_lt($1, $2)')
+	  . planted('minus(timestamptz, interval)', 'timestamptz', '-',
+		'RETURN pg_catalog.timestamptz_mi_interval($1, $2)')
+	  . planted('eq(bigint, bigint)', 'boolean', '=',
+		'RETURN pg_catalog.int8eq($1, $2)')
+	  . q{
 	CREATE OPERATOR public.< (FUNCTION = public.lt,
 		LEFTARG = timestamptz, RIGHTARG = timestamptz);
-	CREATE FUNCTION public.minus(timestamptz, interval) RETURNS timestamptz
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('-');
-		RETURN pg_catalog.timestamptz_mi_interval($1, $2);
-	END $$;
 	CREATE OPERATOR public.- (FUNCTION = public.minus,
 		LEFTARG = timestamptz, RIGHTARG = interval);
-	CREATE FUNCTION public.eq(bigint, bigint) RETURNS boolean
-	LANGUAGE plpgsql AS $$
-	BEGIN
-		PERFORM public.pwn('=');
-		RETURN pg_catalog.int8eq($1, $2);
-	END $$;
 	CREATE OPERATOR public.= (FUNCTION = public.eq,
 		LEFTARG = bigint, RIGHTARG = bigint);
 	ALTER DATABASE owned SET search_path = public, pg_catalog;
