@@ -135,8 +135,13 @@ is(admin_sql(q{SELECT coalesce(string_agg(DISTINCT name || ' as ' || ran_as, ', 
 is(admin_sql(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'dbowner'}), 'f',
 	'the database owner is not a superuser');
 
-# a read-only default for the database: the writer still writes
-owner_sql(q{ALTER DATABASE owned SET default_transaction_read_only = on});
+# a read-only default for the database (and a lock wait without end, and
+# serializable): the writer still writes
+owner_sql(q{
+	ALTER DATABASE owned SET default_transaction_read_only = on;
+	ALTER DATABASE owned SET lock_timeout = 0;
+	ALTER DATABASE owned SET default_transaction_isolation = serializable;
+});
 ok(no_writer(), 'the writer is gone');
 my $before = log_stats($node, 'owned');
 is(owner_sql(q{
@@ -151,8 +156,10 @@ is(admin_sql(q{SELECT count(*) FROM public.ai_call_log WHERE prompt IS NULL}), 5
 owner_sql(q{SET default_transaction_read_only = off;
              ALTER DATABASE owned RESET default_transaction_read_only});
 
-# a lock held on the log: the writer gives up after its lock_timeout (5 s)
-# and counts the batch lost, instead of waiting with the records queued
+# a lock held on the log: the writer gives up after its own lock_timeout
+# (5 s; the database's setting is 0, wait forever) and counts the batch
+# lost, instead of waiting with the records queued
+
 my $locker = $node->background_psql('owned');
 $locker->query_safe('BEGIN; LOCK TABLE public.ai_call_log IN ACCESS EXCLUSIVE MODE');
 $before = log_stats($node, 'owned');
