@@ -134,7 +134,7 @@ static SPIPlanPtr insert_batch_plan = NULL;
 static Oid	insert_relid = InvalidOid;
 static int	insert_ncolumns = 0;
 
-/* The GUC nest level of the pinned settings, from open_log_table to close_log_table. */
+/* The GUC nest level of pin_settings, from open_log_table to close_log_table. */
 static int	log_table_nestlevel = 0;
 
 /* Rate limit of the server log. */
@@ -569,9 +569,10 @@ find_log_table(LogTable *table, bool missing_ok)
 	table->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	table->schema = (char *) quote_identifier(schema_name);
-	/* between the library's upgrade and ALTER EXTENSION UPDATE */
-	table->ncolumns = get_attnum(table->relid, "session_role") == InvalidAttrNumber ?
-		LOG_NCOLUMNS - 1 : LOG_NCOLUMNS;
+	/* a 0.1.0 table, between the library's upgrade and ALTER EXTENSION UPDATE */
+	table->ncolumns = LOG_NCOLUMNS;
+	if (get_attnum(table->relid, "session_role") == InvalidAttrNumber)
+		table->ncolumns--;
 	return true;
 }
 
