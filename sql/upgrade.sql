@@ -81,9 +81,16 @@ FROM grants GROUP BY object, owner, grantee
 $describe$ AS describe \gset
 
 -- 0.1.0, with a row written by the current library's log writer (the
--- library is upgraded before ALTER EXTENSION UPDATE runs), then updated
+-- library is upgraded before ALTER EXTENSION UPDATE runs), then updated.
+-- A nextval(text) planted before CREATE EXTENSION, as a database owner
+-- could, is what 0.1.0's column default calls; after the update it is not.
 CREATE DATABASE air_upgrade_old;
 \c air_upgrade_old
+CREATE TABLE planted_calls (called_at timestamptz);
+CREATE FUNCTION public.nextval(text) RETURNS bigint LANGUAGE sql AS $$
+    INSERT INTO public.planted_calls VALUES (pg_catalog.now());
+    SELECT pg_catalog.nextval(pg_catalog.concat('public.', $1)::pg_catalog.regclass);
+$$;
 SET client_min_messages = warning;
 CREATE EXTENSION pg_ai_resilience VERSION '0.1.0';
 RESET client_min_messages;
@@ -97,6 +104,7 @@ VALUES ('00000000-0000-0000-0000-000000000001', 1, 0, 1, '2026-11-25 12:00+00', 
         'http://old.example/v1', 'success', 'someone', 1);
 SELECT id, model, outcome, role_name = current_user OR role_name = 'someone' AS role
 FROM ai_call_log ORDER BY id;
+SELECT count(*) AS planted_calls FROM planted_calls;
 ALTER EXTENSION pg_ai_resilience UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_ai_resilience';
 -- the rows are kept; new rows continue the ids and fill session_role
@@ -104,6 +112,7 @@ SELECT id, model, outcome, session_role IS NULL AS no_session_role FROM ai_call_
 SELECT ai_chat('after the update', ARRAY['ok']);
 SELECT ai_flush_log() AS flushed;
 SELECT id, model, session_role = session_user AS session_role FROM ai_call_log ORDER BY id;
+SELECT count(*) AS planted_calls FROM planted_calls;
 SELECT string_agg(kind || ': ' || line, E'\n' ORDER BY kind, line) AS upgraded
 FROM (:describe) d \gset
 
