@@ -17,11 +17,12 @@ OBJS = \
 	src/log_queue.o \
 	src/log_writer.o \
 	src/runner.o \
+	src/batch_order.o \
 	src/sql_api.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival memory_limits
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"
