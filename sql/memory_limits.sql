@@ -20,8 +20,10 @@ SET ai_resilience.max_concurrency_limit = 1024;
 SELECT set_config('ai_resilience.max_concurrency', '300', false);
 RESET ROLE;
 
--- a role's stored settings are checked too
+-- a role's and a database's stored settings are checked too
+SELECT current_database() AS db \gset
 ALTER ROLE ai_limited SET ai_resilience.max_concurrency = 1000;
+ALTER DATABASE :"db" SET ai_resilience.max_response_bytes = '100MB';
 ALTER ROLE ai_limited SET ai_resilience.max_concurrency = 100;
 ALTER ROLE ai_limited RESET ALL;
 

@@ -90,5 +90,18 @@ $growth = (split /\n/, $growth)[-1];
 cmp_ok($growth * 1024, '<', 3.5 * $size,
 	"one plain $size-byte answer: peak memory grows by $growth kB, under 3.5 times its size");
 
+# The configuration file is the administrator's: a value there over its
+# ceiling is not refused (calls use the ceiling: sql/memory_limits.sql).
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET ai_resilience.max_concurrency = 300;
+	SELECT pg_reload_conf()});
+$node->poll_query_until('postgres',
+	q{SELECT current_setting('ai_resilience.max_concurrency') = '300'});
+is($node->safe_psql('postgres', q{SHOW ai_resilience.max_concurrency}), '300',
+	'a value in the configuration file over its ceiling is taken');
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM RESET ai_resilience.max_concurrency;
+	SELECT pg_reload_conf()});
+
 $node->stop;
 done_testing();
