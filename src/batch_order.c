@@ -147,7 +147,8 @@ batch_order_add(BatchOrder *order, int ordinal, const BatchRow *row)
 	Assert(!waiting->present);
 	waiting->row = *row;
 	if (row->response)
-		waiting->row.response = MemoryContextStrdup(order->memory, row->response);
+		waiting->row.response = MemoryContextStrdup(order->memory,
+													row->response);
 	if (row->error)
 		waiting->row.error = MemoryContextStrdup(order->memory, row->error);
 	waiting->present = true;
@@ -163,10 +164,11 @@ batch_order_end(BatchOrder *order)
 {
 	if (order->sort != NULL)
 	{
+		int			end = Min(order->nrows, order->next + order->window);
 		int			i;
 
 		/* the ring's rows join the sort, which holds every row left */
-		for (i = order->next; i < Min(order->nrows, order->next + order->window); i++)
+		for (i = order->next; i < end; i++)
 		{
 			WaitingRow *waiting = &order->ring[i % order->window];
 
@@ -219,7 +221,8 @@ sort_row(BatchOrder *order, int ordinal, const BatchRow *row)
 	slot->tts_values[SORT_ATTEMPTS - 1] = Int32GetDatum(row->attempts);
 	slot->tts_isnull[SORT_RESPONSE - 1] = row->response == NULL;
 	if (row->response)
-		slot->tts_values[SORT_RESPONSE - 1] = CStringGetTextDatum(row->response);
+		slot->tts_values[SORT_RESPONSE - 1] =
+			CStringGetTextDatum(row->response);
 	slot->tts_isnull[SORT_ERROR - 1] = row->error == NULL;
 	if (row->error)
 		slot->tts_values[SORT_ERROR - 1] = CStringGetTextDatum(row->error);
@@ -275,7 +278,8 @@ emit_sorted(BatchOrder *order)
 		memset(&row, 0, sizeof(row));
 		row.called = DatumGetBool(slot_getattr(slot, SORT_CALLED, &isnull));
 		row.call_id = *DatumGetUUIDP(slot_getattr(slot, SORT_CALL_ID, &isnull));
-		row.attempts = DatumGetInt32(slot_getattr(slot, SORT_ATTEMPTS, &isnull));
+		row.attempts = DatumGetInt32(slot_getattr(slot, SORT_ATTEMPTS,
+												  &isnull));
 		row.response = slot_text(slot, SORT_RESPONSE);
 		row.error = slot_text(slot, SORT_ERROR);
 		emit_row(order, &row);

@@ -206,7 +206,8 @@ air_define_gucs(void)
 
 	DefineCustomIntVariable("ai_resilience.max_response_bytes_limit",
 							"Ceiling on ai_resilience.max_response_bytes for every role.",
-							"A plain response takes about this much memory per request in flight.",
+							"A higher value set by a session, role or database is refused; "
+							"calls use the smaller of the two.",
 							&air_max_response_bytes_limit,
 							64 * 1024 * 1024,
 							1024, 512 * 1024 * 1024,
@@ -236,7 +237,8 @@ air_define_gucs(void)
 
 	DefineCustomIntVariable("ai_resilience.max_concurrency_limit",
 							"Ceiling on ai_resilience.max_concurrency for every role.",
-							NULL,
+							"A higher value set by a session, role or database is refused; "
+							"calls use the smaller of the two.",
 							&air_max_concurrency_limit,
 							256,
 							1, 1024,

@@ -19,9 +19,9 @@
  * and the sink sees it; the context is reset once the sink has returned and
  * reused for the next call (one spare is kept; others are deleted with
  * their struct).  An attempt's response and stream live in a child context
- * reset before the call's next attempt; a plain response's body is freed as
- * soon as it is read.  So a run holds at most max_active calls, whatever
- * the number of calls; a source or sink keeps what outlives its call in a
+ * reset before the call's next attempt; a prompt's plain response body is
+ * freed once parsed.  So a run holds at most max_active calls, whatever the
+ * number of calls; a source or sink keeps what outlives its call in a
  * context of its own.
  *
  * Errors: an error raised anywhere in a run (cancel, statement_timeout, a

@@ -99,7 +99,7 @@ typedef struct Batch
 	ArrayIterator prompts;		/* hands out the next prompt */
 	int			nprompts;
 	int			next;			/* the next prompt's index */
-	ArrayIterator keys;			/* the next row's key; NULL: rows carry ord */
+	ArrayIterator keys;			/* the next row's key; NULL: ord instead */
 	OnError		on_error;
 	int			finished;		/* rows finished */
 	int			failed;			/* calls that failed */
@@ -516,7 +516,8 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 	settings.stream = args.stream;
 	batch.prompts = array_create_iterator(prompts, 0, NULL);
 	batch.order = batch_order_begin(batch.nprompts,
-									BATCH_WINDOW_FACTOR * settings.max_in_flight,
+									BATCH_WINDOW_FACTOR *
+									settings.max_in_flight,
 									batch_emit, &batch);
 
 	runner_run(&settings, &args.common, batch_source, batch_sink, &batch);
