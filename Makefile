@@ -23,12 +23,13 @@ OBJS = \
 	src/log_queue.o \
 	src/log_writer.o \
 	src/runner.o \
+	src/batch_order.o \
 	src/sql_api.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream log_survival
+REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream log_survival memory_limits
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

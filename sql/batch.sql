@@ -45,6 +45,46 @@ SELECT ai_flush_log() AS flushed;
 SELECT prompt AS finished_last FROM ai_call_log ORDER BY id DESC LIMIT 1;
 SET ai_resilience.max_concurrency = 4;
 
+-- NULL prompts behind a slow one: the rows they give at once wait in the
+-- ordering, whose memory must outlive the call that handed them out (this
+-- crashed the backend when the overflow sort lived in that call's memory)
+SELECT ai_flush_log() AS flushed;
+TRUNCATE ai_call_log;
+SET ai_resilience.max_concurrency = 2;
+SELECT count(*) AS rows, count(response) AS answered, bool_and(ord = n) AS in_order,
+       count(*) FILTER (WHERE call_id IS NULL AND attempts = 0 AND error IS NULL) AS null_rows
+FROM (SELECT b.*, row_number() OVER () AS n
+      FROM ai_chat_batch(ARRAY['sim:ok+latency-300 slow'] || array_fill(NULL::text, ARRAY[300]),
+                         ARRAY['ok']) b) s;
+-- the same with answers among the NULLs, and keys
+SELECT key, response
+FROM ai_chat_batch_keyed(ARRAY(SELECT i * 10 FROM generate_series(1, 304) i),
+                         ARRAY['sim:ok+latency-300 slow', NULL, 'x'] || array_fill(NULL::text, ARRAY[300]) || ARRAY['y'],
+                         ARRAY['ok'])
+WHERE response IS NOT NULL OR key IN (20, 3030);
+-- only NULLs: every row at once, no call
+SELECT count(*) AS rows, count(call_id) AS calls, sum(attempts) AS attempts
+FROM ai_chat_batch(array_fill(NULL::text, ARRAY[1000]), ARRAY['ok']);
+-- a huge array: 200,000 NULLs, then answers that finish before the slow
+-- one ahead of them; with a small work_mem the waiting rows spill to disk
+SET work_mem = '64kB';
+SELECT count(*) AS rows, count(response) AS answered, bool_and(ord = n) AS in_order,
+       bool_and(response = 'echo: p' || (ord - 200001)) FILTER (WHERE ord > 200001) AS answers_match
+FROM (SELECT b.*, row_number() OVER () AS n
+      FROM ai_chat_batch(array_fill(NULL::text, ARRAY[200000]) || ARRAY['sim:ok+latency-300 slow'] ||
+                         ARRAY(SELECT 'p' || i FROM generate_series(1, 300) i), ARRAY['ok']) b) s;
+-- rows of 8 kB fill the ring's work_mem before its 16 places: the rest wait in the sort
+SELECT count(*) AS rows, bool_and(ord = n) AS in_order, min(length(response)) AS shortest,
+       bool_and(response LIKE 'echo: ' || CASE WHEN ord = 1 THEN 'sim:bigreply-8192+latency-300 slow' ELSE 'q' || ord END || ' %')
+         AS answers_match
+FROM (SELECT b.*, row_number() OVER () AS n
+      FROM ai_chat_batch(ARRAY['sim:bigreply-8192+latency-300 slow'] || ARRAY(SELECT 'q' || i FROM generate_series(2, 60) i),
+                         ARRAY['bigreply-8192']) b) s;
+RESET work_mem;
+SELECT ai_flush_log() AS flushed;
+SELECT count(*) AS attempts FROM ai_call_log;
+SET ai_resilience.max_concurrency = 4;
+
 -- an empty array: no rows, no call
 SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;

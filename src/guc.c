@@ -12,6 +12,15 @@
  * except the log retention (seconds, as it is counted in days), sizes in
  * bytes.
  *
+ * Memory ceilings: max_response_bytes and max_concurrency multiply into a
+ * backend's memory, so a superuser caps what any role may set with
+ * max_response_bytes_limit and max_concurrency_limit (PGC_SUSET).  A value
+ * over its ceiling is refused when a session, a role or a database sets it;
+ * the configuration file and the command line are the administrator's own
+ * and are not checked against a ceiling read in the same pass (its order in
+ * the file would decide).  Calls use the smaller of a value and its
+ * ceiling, so a ceiling lowered later caps sessions that set more before.
+ *
  * The API key has no check hook on purpose: PostgreSQL quotes a rejected
  * value in its error message, which would put the key in the server log.
  * It is validated where it is used instead (runner.c).
@@ -44,8 +53,10 @@ int			air_request_timeout_ms = 120000;
 int			air_deadline_ms = 600000;
 int			air_max_prompt_bytes = 1024 * 1024;
 int			air_max_response_bytes = 16 * 1024 * 1024;
+int			air_max_response_bytes_limit = 64 * 1024 * 1024;
 bool		air_log_prompts = false;
 int			air_max_concurrency = 16;
+int			air_max_concurrency_limit = 256;
 bool		air_progress = false;
 bool		air_stream = false;
 bool		air_stream_on_timeout = true;
@@ -62,6 +73,11 @@ int			air_log_writer_delay_ms = 10;
 
 static bool check_endpoints(char **newval, void **extra, GucSource source);
 static bool check_models(char **newval, void **extra, GucSource source);
+static bool check_max_response_bytes(int *newval, void **extra,
+									 GucSource source);
+static bool check_max_concurrency(int *newval, void **extra, GucSource source);
+static bool within_ceiling(const char *name, int value, int ceiling,
+						   const char *unit, GucSource source);
 
 /* Define every ai_resilience.* setting and reserve the prefix. */
 void
@@ -180,11 +196,22 @@ air_define_gucs(void)
 
 	DefineCustomIntVariable("ai_resilience.max_response_bytes",
 							"Largest response body accepted; a larger one fails the attempt.",
-							NULL,
+							"At most ai_resilience.max_response_bytes_limit.",
 							&air_max_response_bytes,
 							16 * 1024 * 1024,
 							1024, 512 * 1024 * 1024,
 							PGC_USERSET,
+							GUC_UNIT_BYTE,
+							check_max_response_bytes, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.max_response_bytes_limit",
+							"Ceiling on ai_resilience.max_response_bytes for every role.",
+							"A higher value set by a session, role or database is refused; "
+							"calls use the smaller of the two.",
+							&air_max_response_bytes_limit,
+							64 * 1024 * 1024,
+							1024, 512 * 1024 * 1024,
+							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
@@ -199,11 +226,23 @@ air_define_gucs(void)
 
 	DefineCustomIntVariable("ai_resilience.max_concurrency",
 							"Most requests a batch keeps in flight at once.",
-							"A prompt waiting out its backoff does not count.",
+							"A prompt waiting out its backoff does not count. "
+							"At most ai_resilience.max_concurrency_limit.",
 							&air_max_concurrency,
 							16,
 							1, 1024,
 							PGC_USERSET,
+							0,
+							check_max_concurrency, NULL, NULL);
+
+	DefineCustomIntVariable("ai_resilience.max_concurrency_limit",
+							"Ceiling on ai_resilience.max_concurrency for every role.",
+							"A higher value set by a session, role or database is refused; "
+							"calls use the smaller of the two.",
+							&air_max_concurrency_limit,
+							256,
+							1, 1024,
+							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
 
@@ -391,4 +430,36 @@ check_models(char **newval, void **extra, GucSource source)
 	list_free(items);
 	pfree(copy);
 	return true;
+}
+
+/* max_response_bytes may not pass its ceiling. */
+static bool
+check_max_response_bytes(int *newval, void **extra, GucSource source)
+{
+	return within_ceiling("ai_resilience.max_response_bytes", *newval,
+						  air_max_response_bytes_limit, " bytes", source);
+}
+
+/* max_concurrency may not pass its ceiling. */
+static bool
+check_max_concurrency(int *newval, void **extra, GucSource source)
+{
+	return within_ceiling("ai_resilience.max_concurrency", *newval,
+						  air_max_concurrency_limit, "", source);
+}
+
+/*
+ * Is a value within its ceiling?  Only values a session, role or database
+ * sets are checked: see the file header.
+ */
+static bool
+within_ceiling(const char *name, int value, int ceiling, const char *unit,
+			   GucSource source)
+{
+	if (source <= PGC_S_ARGV || value <= ceiling)
+		return true;
+	GUC_check_errmsg("%s may not exceed %s_limit (%d%s)", name, name, ceiling,
+					 unit);
+	GUC_check_errhint("A superuser sets %s_limit.", name);
+	return false;
 }

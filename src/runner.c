@@ -15,10 +15,14 @@
  * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
  * long stream holds only its text.
  *
- * Memory: each call has its own context, reset once the sink has seen the
- * call and reused for the next; an attempt's response and stream live in a
- * child context reset before the call's next attempt.  So a run's memory is
- * bounded by the calls in progress, not by the number of calls.
+ * Memory: each call has its own context, in which the source fills it in
+ * and the sink sees it; the context is reset once the sink has returned and
+ * reused for the next call (one spare is kept; others are deleted with
+ * their struct).  An attempt's response and stream live in a child context
+ * reset before the call's next attempt; a prompt's plain response body is
+ * freed once parsed.  So a run holds at most max_active calls, whatever the
+ * number of calls; a source or sink keeps what outlives its call in a
+ * context of its own.
  *
  * Errors: an error raised anywhere in a run (cancel, statement_timeout, a
  * failed log insert) aborts every transfer in flight before it propagates.
@@ -65,7 +69,7 @@ typedef struct RunState
 	const ChatPrompt *common;
 	CallSink	sink;
 	void	   *sink_arg;
-	MemoryContext caller_memory;	/* where the sink runs */
+	MemoryContext caller_memory;	/* current between calls */
 	MemoryContext memory;		/* the run's calls */
 	dlist_head	active;			/* calls admitted and not finished */
 	int			nactive;
@@ -171,7 +175,9 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	settings->connect_timeout_ms = air_connect_timeout_ms;
 	settings->request_timeout_ms = air_request_timeout_ms;
 	settings->deadline_ms = air_deadline_ms;
-	settings->max_response_bytes = air_max_response_bytes;
+	/* a ceiling lowered after the session set its value still caps it */
+	settings->max_response_bytes = Min(air_max_response_bytes,
+									   air_max_response_bytes_limit);
 	settings->log_prompts = air_log_prompts;
 	settings->stream = air_stream;
 	settings->stream_on_timeout = air_stream_on_timeout;
@@ -467,7 +473,10 @@ read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts)
 								 answer);
 		facts->answer_ok = answer->problem == NULL &&
 			(call->request_json != NULL || answer->content_problem == NULL);
-		if (facts->answer_ok && call->request_json)
+		/* a prompt's answer is parsed out: the body goes before it is copied */
+		if (call->request_json == NULL)
+			transport_release_response(request);
+		else if (facts->answer_ok)
 		{
 			call->response_json = wire_response_text(request->response,
 													 request->response_len);
@@ -647,11 +656,11 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 	}
 
 	/*
-	 * The sink runs, and the run goes on, in the caller's memory: what the
-	 * sink copies must outlive the call's memory, which goes away now.
+	 * The sink runs in the call's memory, which goes away when it returns:
+	 * what it keeps, it copies to memory of its own.
 	 */
-	MemoryContextSwitchTo(run->caller_memory);
 	run->sink(run->sink_arg, call);
+	MemoryContextSwitchTo(run->caller_memory);
 
 	dlist_delete(&call->node);
 	run->nactive--;
@@ -661,7 +670,10 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 		run->spare = call;
 	}
 	else
+	{
 		MemoryContextDelete(call->memory);
+		pfree(call);
+	}
 }
 
 /*

@@ -96,10 +96,15 @@ typedef struct ChatCall
 
 /*
  * Fills in the next call's input; returns false when there is none.  It
- * runs in the call's own memory context, where the input may be allocated.
+ * runs in the call's own memory context, where the input may be allocated;
+ * that context is reset when the call is over, so whatever a source keeps
+ * longer goes to a context it names.
  */
 typedef bool (*CallSource) (void *arg, ChatCall *call);
-/* Receives a finished call; copies out what it keeps. */
+/*
+ * Receives a finished call.  It runs in the call's memory context, reset as
+ * soon as it returns: it copies what it keeps to a context it names.
+ */
 typedef void (*CallSink) (void *arg, ChatCall *call);
 
 extern void runner_load_settings(CallSettings *settings, List *models,

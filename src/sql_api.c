@@ -9,14 +9,15 @@
  * with NULL bodies goes on.
  *
  * ai_chat is a run of one call.  ai_chat_batch and ai_chat_batch_keyed run
- * many calls at once and return one row per prompt, in the prompts' order,
- * without holding every answer in memory and without letting one slow
- * prompt hold up the others: a finished row goes to the result tuplestore
- * (which spills to disk beyond work_mem) as soon as every earlier row has
- * gone; until then it waits in a ring of BATCH_WINDOW_FACTOR *
- * max_concurrency rows; a row finished further ahead than that (behind a
- * prompt in a long backoff) goes to a tuplesort (which spills too), merged
- * in order at the end.
+ * many calls at once and return one row per prompt, in the prompts' order
+ * (batch_order.c puts them back in order), into the result tuplestore,
+ * which spills to disk beyond work_mem.  The prompts and keys are read from
+ * their arrays one at a time, so a batch allocates nothing per prompt.
+ *
+ * Memory: a run's sources and sinks run in a call's memory, reset as soon
+ * as the call is over; what they keep goes explicitly to a context that
+ * outlives the run: the SQL function's (SingleCall.memory), or the batch
+ * order's.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,19 +28,16 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "catalog/pg_operator_d.h"
-#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
 
+#include "batch_order.h"
 #include "call_log.h"
 #include "guc.h"
 #include "log_queue.h"
@@ -54,7 +52,7 @@ PG_FUNCTION_INFO_V1(ai_log_stats);
 
 #define LOG_STATS_COLUMNS	8
 
-/* Rows a batch holds in memory ahead of the first unreturned row, per slot. */
+/* Rows the ordering ring holds ahead of the first row not yet out, per slot. */
 #define BATCH_WINDOW_FACTOR		8
 
 /* Columns of a batch row. */
@@ -82,47 +80,31 @@ typedef struct ChatArguments
 /* The one call of ai_chat or ai_chat_complete, as source and sink of a run. */
 typedef struct SingleCall
 {
+	MemoryContext memory;		/* the SQL function's: the outcome goes here */
 	const char *prompt;
 	Jsonb	   *request_json;
 	bool		taken;			/* the source has handed it out */
 	bool		succeeded;
-	char	   *content;		/* copied out of the run */
+	text	   *content;		/* the answer, ready to return */
 	char	   *response_json;
 	int			sqlstate;
 	char	   *failure;
 	char	   *last_error;
 } SingleCall;
 
-/* A batch row that is finished and waits for the rows before it. */
-typedef struct BatchRow
-{
-	bool		finished;
-	bool		called;			/* false for a NULL prompt */
-	pg_uuid_t	call_id;
-	int			attempts;
-	char	   *response;		/* NULL when the call failed */
-	char	   *error;			/* why it failed */
-} BatchRow;
-
 /* A batch, as source and sink of a run. */
 typedef struct Batch
 {
-	Datum	   *prompts;
-	bool	   *prompt_nulls;
+	ArrayIterator prompts;		/* hands out the next prompt */
 	int			nprompts;
-	Datum	   *keys;			/* NULL: rows carry ord instead */
-	bool	   *key_nulls;
+	int			next;			/* the next prompt's index */
+	ArrayIterator keys;			/* the next row's key; NULL: ord instead */
 	OnError		on_error;
-	int			next;			/* next prompt to hand out */
-	int			returned;		/* rows put in the tuplestore */
+	int			finished;		/* rows finished */
 	int			failed;			/* calls that failed */
-	int			window;			/* size of rows[] */
-	BatchRow   *rows;			/* ring: row i at rows[i % window] */
-	MemoryContext row_memory;	/* what rows[] points to */
-	Tuplesortstate *overflow;	/* rows finished beyond the ring, or NULL */
-	TupleDesc	overflow_desc;	/* (ordinal, the row's columns) */
-	TupleTableSlot *overflow_slot;
-	ReturnSetInfo *rsinfo;
+	BatchOrder *order;
+	Tuplestorestate *result;
+	TupleDesc	result_desc;
 	int			progress_step;	/* last progress step reported */
 } Batch;
 
@@ -137,12 +119,9 @@ static void single_sink(void *arg, ChatCall *call);
 static Datum run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed);
 static bool batch_source(void *arg, ChatCall *call);
 static void batch_sink(void *arg, ChatCall *call);
-static void batch_finish_row(Batch *batch, int ordinal, BatchRow *row);
-static void batch_row_values(Batch *batch, int ordinal, BatchRow *row,
-							 Datum *values, bool *nulls);
-static void batch_return_row(Batch *batch, Datum *values, bool *nulls);
-static void batch_overflow_row(Batch *batch, int ordinal, BatchRow *row);
-static void batch_return_overflow(Batch *batch);
+static void batch_finish_row(Batch *batch, int ordinal, const BatchRow *row);
+static void batch_emit(void *arg, int ordinal, const BatchRow *row);
+static const char *batch_name(const Batch *batch);
 static void raise_call_failure(int elevel, int sqlstate, const char *failure,
 							   const char *last_error);
 
@@ -162,6 +141,7 @@ ai_chat(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	memset(&single, 0, sizeof(single));
+	single.memory = CurrentMemoryContext;
 	single.prompt = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_prompt("prompt", strlen(single.prompt));
 	read_chat_arguments(fcinfo, 1, &args);
@@ -171,7 +151,7 @@ ai_chat(PG_FUNCTION_ARGS)
 	runner_run(&settings, &args.common, single_source, single_sink, &single);
 
 	if (single.succeeded)
-		PG_RETURN_TEXT_P(cstring_to_text(single.content));
+		PG_RETURN_TEXT_P(single.content);
 
 	raise_call_failure(args.on_error == ON_ERROR_RAISE ? ERROR : WARNING,
 					   single.sqlstate, single.failure, single.last_error);
@@ -199,6 +179,7 @@ ai_chat_complete(PG_FUNCTION_ARGS)
 
 	memset(&single, 0, sizeof(single));
 	memset(&common, 0, sizeof(common));
+	single.memory = CurrentMemoryContext;
 	single.request_json = PG_GETARG_JSONB_P(0);
 	if (!JB_ROOT_IS_OBJECT(single.request_json) ||
 		JB_ROOT_IS_SCALAR(single.request_json))
@@ -449,18 +430,24 @@ single_source(void *arg, ChatCall *call)
 	return true;
 }
 
-/* Sink of a one-call run: copy the outcome out of the call's memory. */
+/*
+ * Sink of a one-call run: copy the outcome out of the call's memory into
+ * the function's.
+ */
 static void
 single_sink(void *arg, ChatCall *call)
 {
 	SingleCall *single = arg;
+	MemoryContext old_context = MemoryContextSwitchTo(single->memory);
 
 	single->succeeded = call->succeeded;
-	single->content = call->content ? pstrdup(call->content) : NULL;
+	/* ai_chat returns the text as it is: one copy, not two */
+	single->content = call->content ? cstring_to_text(call->content) : NULL;
 	single->response_json = call->response_json ? pstrdup(call->response_json) : NULL;
 	single->sqlstate = call->sqlstate;
 	single->failure = call->failure ? pstrdup(call->failure) : NULL;
 	single->last_error = call->last_error ? pstrdup(call->last_error) : NULL;
+	MemoryContextSwitchTo(old_context);
 }
 
 /*
@@ -473,79 +460,74 @@ run_batch(FunctionCallInfo fcinfo, int prompts_argno, bool keyed)
 	Batch		batch;
 	ChatArguments args;
 	CallSettings settings;
+	ArrayType  *prompts;
+	ArrayIterator check;
+	Datum		prompt;
+	bool		isnull;
 	int			i;
 
 	calllog_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&batch, 0, sizeof(batch));
-	batch.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	batch.result = ((ReturnSetInfo *) fcinfo->resultinfo)->setResult;
+	batch.result_desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 
 	if (PG_ARGISNULL(prompts_argno))
 		PG_RETURN_NULL();
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(prompts_argno), TEXTOID, -1, false,
-					  TYPALIGN_INT, &batch.prompts, &batch.prompt_nulls,
-					  &batch.nprompts);
+	prompts = PG_GETARG_ARRAYTYPE_P(prompts_argno);
+	batch.nprompts = ArrayGetNItems(ARR_NDIM(prompts), ARR_DIMS(prompts));
 
 	if (keyed)
 	{
-		Oid			key_type;
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-		int			nkeys = 0;
+		ArrayType  *keys = PG_ARGISNULL(0) ? NULL : PG_GETARG_ARRAYTYPE_P(0);
+		int			nkeys = keys ?
+			ArrayGetNItems(ARR_NDIM(keys), ARR_DIMS(keys)) : 0;
 
-		if (!PG_ARGISNULL(0))
-		{
-			key_type = ARR_ELEMTYPE(PG_GETARG_ARRAYTYPE_P(0));
-			get_typlenbyvalalign(key_type, &typlen, &typbyval, &typalign);
-			deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), key_type, typlen,
-							  typbyval, typalign, &batch.keys, &batch.key_nulls,
-							  &nkeys);
-		}
 		if (nkeys != batch.nprompts)
 			ereport(ERROR,
 					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 					 errmsg("keys has %d elements but prompts has %d",
 							nkeys, batch.nprompts)));
+		if (keys)
+			batch.keys = array_create_iterator(keys, 0, NULL);
 	}
 
 	/* every prompt is checked before the first call goes out */
-	for (i = 0; i < batch.nprompts; i++)
+	check = array_create_iterator(prompts, 0, NULL);
+	for (i = 0; array_iterate(check, &prompt, &isnull); i++)
 	{
 		char		argname[32];
 
-		if (batch.prompt_nulls[i])
+		if (isnull)
 			continue;
 		snprintf(argname, sizeof(argname), "prompts[%d]", i + 1);
-		check_prompt(argname,
-					 VARSIZE_ANY_EXHDR(DatumGetPointer(batch.prompts[i])));
+		check_prompt(argname, VARSIZE_ANY_EXHDR(DatumGetPointer(prompt)));
 	}
+	array_free_iterator(check);
 	read_chat_arguments(fcinfo, prompts_argno + 1, &args);
 	batch.on_error = args.on_error;
 
 	if (batch.nprompts == 0)
 		PG_RETURN_NULL();
 
-	runner_load_settings(&settings, args.models, air_max_concurrency);
+	runner_load_settings(&settings, args.models,
+						 Min(air_max_concurrency, air_max_concurrency_limit));
 	settings.stream = args.stream;
-	batch.window = Min(batch.nprompts,
-					   BATCH_WINDOW_FACTOR * settings.max_in_flight);
-	batch.rows = palloc0(sizeof(BatchRow) * batch.window);
-	batch.row_memory = AllocSetContextCreate(CurrentMemoryContext,
-											 "ai_chat_batch rows",
-											 ALLOCSET_DEFAULT_SIZES);
+	batch.prompts = array_create_iterator(prompts, 0, NULL);
+	batch.order = batch_order_begin(batch.nprompts,
+									BATCH_WINDOW_FACTOR *
+									settings.max_in_flight,
+									batch_emit, &batch);
 
 	runner_run(&settings, &args.common, batch_source, batch_sink, &batch);
-	batch_return_overflow(&batch);
+	batch_order_end(batch.order);
 
 	if (batch.failed > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_AI_CALL_FAILED),
 				 errmsg("%s: %d of %d prompts failed",
-						batch.keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
-						batch.failed, batch.nprompts),
+						batch_name(&batch), batch.failed, batch.nprompts),
 				 errhint("The error column says why; every attempt is in ai_call_log.")));
-	MemoryContextDelete(batch.row_memory);
 	PG_RETURN_NULL();
 }
 
@@ -554,12 +536,16 @@ static bool
 batch_source(void *arg, ChatCall *call)
 {
 	Batch	   *batch = arg;
+	Datum		prompt;
+	bool		isnull;
 
 	while (batch->next < batch->nprompts)
 	{
 		int			i = batch->next++;
 
-		if (batch->prompt_nulls[i])
+		if (!array_iterate(batch->prompts, &prompt, &isnull))
+			elog(ERROR, "prompts array ended early");
+		if (isnull)
 		{
 			BatchRow	row;
 
@@ -567,7 +553,7 @@ batch_source(void *arg, ChatCall *call)
 			batch_finish_row(batch, i, &row);
 			continue;
 		}
-		call->prompt = TextDatumGetCString(batch->prompts[i]);
+		call->prompt = TextDatumGetCString(prompt);
 		call->ordinal = i;
 		return true;
 	}
@@ -599,55 +585,42 @@ batch_sink(void *arg, ChatCall *call)
 	batch_finish_row(batch, (int) call->ordinal, &row);
 }
 
-/*
- * A row is finished: return it now if every earlier row is out, else keep
- * it in the ring, or in the overflow sort when it is too far ahead.  The
- * row's strings are copied; the caller's may go away.
- */
+/* A row is finished: hand it to the ordering, and report progress. */
 static void
-batch_finish_row(Batch *batch, int ordinal, BatchRow *row)
+batch_finish_row(Batch *batch, int ordinal, const BatchRow *row)
 {
-	BatchRow   *slot;
-	Datum		values[BATCH_COLUMNS];
-	bool		nulls[BATCH_COLUMNS];
+	int			step;
 
-	if (ordinal >= batch->returned + batch->window)
+	batch_order_add(batch->order, ordinal, row);
+	batch->finished++;
+
+	step = (int) ((int64) batch->finished * PROGRESS_STEPS / batch->nprompts);
+	if (air_progress && step > batch->progress_step)
 	{
-		batch_overflow_row(batch, ordinal, row);
-		return;
-	}
-
-	slot = &batch->rows[ordinal % batch->window];
-	*slot = *row;
-	slot->finished = true;
-	if (row->response)
-		slot->response = MemoryContextStrdup(batch->row_memory, row->response);
-	if (row->error)
-		slot->error = MemoryContextStrdup(batch->row_memory, row->error);
-
-	while (batch->rows[batch->returned % batch->window].finished)
-	{
-		slot = &batch->rows[batch->returned % batch->window];
-		batch_row_values(batch, batch->returned, slot, values, nulls);
-		batch_return_row(batch, values, nulls);
-		if (slot->response)
-			pfree(slot->response);
-		if (slot->error)
-			pfree(slot->error);
-		memset(slot, 0, sizeof(BatchRow));
+		batch->progress_step = step;
+		ereport(NOTICE,
+				(errmsg("%s: %d of %d prompts done (%d%%), %d failed",
+						batch_name(batch), batch->finished, batch->nprompts,
+						step * (100 / PROGRESS_STEPS), batch->failed)));
 	}
 }
 
-/* The result columns of a row: ord or key, response, call_id, attempts, error. */
+/*
+ * Put the next row in order into the result: ord or key, response,
+ * call_id, attempts, error.  Runs in batch_order's scratch memory.
+ */
 static void
-batch_row_values(Batch *batch, int ordinal, BatchRow *row, Datum *values,
-				 bool *nulls)
+batch_emit(void *arg, int ordinal, const BatchRow *row)
 {
-	memset(nulls, 0, sizeof(bool) * BATCH_COLUMNS);
+	Batch	   *batch = arg;
+	Datum		values[BATCH_COLUMNS];
+	bool		nulls[BATCH_COLUMNS];
+
+	memset(nulls, 0, sizeof(nulls));
 	if (batch->keys)
 	{
-		values[0] = batch->keys[ordinal];
-		nulls[0] = batch->key_nulls[ordinal];
+		if (!array_iterate(batch->keys, &values[0], &nulls[0]))
+			elog(ERROR, "keys array ended early");
 	}
 	else
 		values[0] = Int32GetDatum(ordinal + 1);
@@ -660,98 +633,14 @@ batch_row_values(Batch *batch, int ordinal, BatchRow *row, Datum *values,
 	nulls[4] = row->error == NULL;
 	if (row->error)
 		values[4] = CStringGetTextDatum(row->error);
+	tuplestore_putvalues(batch->result, batch->result_desc, values, nulls);
 }
 
-/* Put the next row in order into the result, and report progress. */
-static void
-batch_return_row(Batch *batch, Datum *values, bool *nulls)
+/* The SQL function's name, for messages. */
+static const char *
+batch_name(const Batch *batch)
 {
-	ReturnSetInfo *rsinfo = batch->rsinfo;
-	int			step;
-
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	batch->returned++;
-
-	step = (int) ((int64) batch->returned * PROGRESS_STEPS / batch->nprompts);
-	if (air_progress && step > batch->progress_step)
-	{
-		batch->progress_step = step;
-		ereport(NOTICE,
-				(errmsg("%s: %d of %d prompts done (%d%%), %d failed",
-						batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch",
-						batch->returned, batch->nprompts,
-						step * (100 / PROGRESS_STEPS), batch->failed)));
-	}
-}
-
-/* Keep a row finished too far ahead in the overflow sort, by ordinal. */
-static void
-batch_overflow_row(Batch *batch, int ordinal, BatchRow *row)
-{
-	TupleTableSlot *slot;
-
-	if (batch->overflow == NULL)
-	{
-		TupleDesc	result_desc = batch->rsinfo->setDesc;
-		AttrNumber	sort_column = 1;
-		Oid			sort_operator = Int4LessOperator;
-		Oid			sort_collation = InvalidOid;
-		bool		nulls_first = false;
-		int			i;
-
-		batch->overflow_desc = CreateTemplateTupleDesc(BATCH_COLUMNS + 1);
-		TupleDescInitEntry(batch->overflow_desc, 1, "ordinal", INT4OID, -1, 0);
-		for (i = 0; i < BATCH_COLUMNS; i++)
-			TupleDescCopyEntry(batch->overflow_desc, i + 2, result_desc, i + 1);
-		batch->overflow = tuplesort_begin_heap(batch->overflow_desc, 1,
-											   &sort_column, &sort_operator,
-											   &sort_collation, &nulls_first,
-											   work_mem, NULL, TUPLESORT_NONE);
-		batch->overflow_slot = MakeSingleTupleTableSlot(batch->overflow_desc,
-														&TTSOpsVirtual);
-	}
-
-	slot = batch->overflow_slot;
-	ExecClearTuple(slot);
-	slot->tts_values[0] = Int32GetDatum(ordinal);
-	slot->tts_isnull[0] = false;
-	batch_row_values(batch, ordinal, row, slot->tts_values + 1,
-					 slot->tts_isnull + 1);
-	ExecStoreVirtualTuple(slot);
-	tuplesort_puttupleslot(batch->overflow, slot);
-}
-
-/*
- * At the end of a batch, return the rows still waiting: those in the ring
- * join the overflow sort, and all come out in order.
- */
-static void
-batch_return_overflow(Batch *batch)
-{
-	TupleTableSlot *slot;
-	int			i;
-
-	if (batch->overflow == NULL)
-		return;
-	for (i = batch->returned;
-		 i < Min(batch->nprompts, batch->returned + batch->window); i++)
-	{
-		BatchRow   *row = &batch->rows[i % batch->window];
-
-		if (row->finished)
-			batch_overflow_row(batch, i, row);
-	}
-
-	tuplesort_performsort(batch->overflow);
-	slot = MakeSingleTupleTableSlot(batch->overflow_desc, &TTSOpsMinimalTuple);
-	while (tuplesort_gettupleslot(batch->overflow, true, false, slot, NULL))
-	{
-		slot_getallattrs(slot);
-		batch_return_row(batch, slot->tts_values + 1, slot->tts_isnull + 1);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	ExecDropSingleTupleTableSlot(batch->overflow_slot);
-	tuplesort_end(batch->overflow);
+	return batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch";
 }
 
 /* Report a call whose every route failed, at elevel. */

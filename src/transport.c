@@ -308,6 +308,17 @@ transport_consume(TransportRequest *request, size_t len)
 		request->response[request->response_len] = '\0';
 }
 
+/* Free a finished request's body, which the caller has read. */
+void
+transport_release_response(TransportRequest *request)
+{
+	if (request->response)
+		pfree(request->response);
+	request->response = NULL;
+	request->response_len = 0;
+	request->response_capacity = 0;
+}
+
 /*
  * Drop every request in flight, closing their connections.  Safe to call
  * from an error handler: nothing here raises an error.
@@ -673,6 +684,12 @@ on_timer(CURLM *multi, long timeout_ms, void *data)
  * libcurl callback: append response bytes.  Returning a short count makes
  * libcurl fail the transfer, which is how an oversized or unstorable body
  * ends it without an ereport here.
+ *
+ * The buffer is sized from Content-Length when the server sends one (a
+ * compressed body may still grow past it), and otherwise doubles, never
+ * past max_response_bytes + 1: so a body near the limit takes about the
+ * limit, and at most 1.5 times it while the last doubling copies.  A
+ * Content-Length over the limit fails the transfer before its body is read.
  */
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *userdata)
@@ -683,6 +700,20 @@ on_body(char *data, size_t size, size_t nmemb, void *userdata)
 
 	request->last_byte_at = GetCurrentTimestamp();
 
+	if (request->response_capacity == 0)
+	{
+		curl_off_t	announced = -1;
+
+		curl_easy_getinfo(request->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+						  &announced);
+		if (announced > (curl_off_t) request->max_response_bytes)
+		{
+			request->response_too_large = true;
+			return 0;
+		}
+		if (announced > 0)
+			needed = Max(needed, (size_t) announced + 1);
+	}
 	if (request->response_len + len > request->max_response_bytes)
 	{
 		request->response_too_large = true;
