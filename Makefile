@@ -10,6 +10,8 @@ MODULE_big = pg_ai_resilience
 OBJS = \
 	src/pg_ai_resilience.o \
 	src/guc.o \
+	src/secrets.o \
+	src/gateway_text.o \
 	src/policy.o \
 	src/openai_wire.o \
 	src/transport.o \
