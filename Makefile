@@ -23,7 +23,7 @@ OBJS = \
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival security_keys
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

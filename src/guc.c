@@ -4,7 +4,8 @@
  *	  Definition and validation of the ai_resilience.* settings.
  *
  * Settings that choose where prompts go and with which credentials
- * (endpoints, api_key, log_prompts) are PGC_SUSET: an administrator decides
+ * (endpoints, api_key, log_prompts) are PGC_SUSET, the key file PGC_SIGHUP
+ * (set in the configuration files only): an administrator decides
  * them, as whether and how attempts are logged (log_*): a user must not be
  * able to keep his calls out of the log.  The size of the shared log queue
  * is PGC_POSTMASTER.  The rest tune one session's retries, timeouts and
