@@ -19,17 +19,19 @@ SELECT try_chat('p', ARRAY['echokey-upper']);
 SELECT try_chat('p', ARRAY['echokey-ctrl']);
 SELECT holds_key(try_chat('p', ARRAY['echokey-upper', 'echokey-ctrl'])) AS message_holds_key;
 SELECT ai_flush_log() AS flushed;
-SELECT model, request_id, model_returned, finish_reason, error
+SELECT model, regexp_replace(request_id, '^req-[0-9]+$', 'req-N') AS request_id,
+       model_returned, finish_reason, error
 FROM ai_call_log ORDER BY id;
 SELECT count(*) AS rows_holding_key FROM ai_call_log l WHERE holds_key(l::text);
 TRUNCATE ai_call_log;
 
 -- a key shorter than 8 bytes is refused before any call, without quoting it
+-- (the old redaction looped forever on 'ACT' once an answer echoed it)
 SET ai_resilience.api_key = 'ACT';
-SELECT try_chat('p', ARRAY['status-401']);
+SELECT try_chat('p', ARRAY['ok']);
 SET ai_resilience.api_key = 'sk-test-secret-0123456789,ACT';
 SELECT use_gateways('v1', 'gw2/v1');
-SELECT try_chat('p', ARRAY['status-401']);
+SELECT try_chat('p', ARRAY['ok']);
 SET ai_resilience.api_key = E'sk-test-secret-\u00e9';
 SELECT try_chat('p', ARRAY['ok']);
 RESET ai_resilience.api_key;
@@ -60,8 +62,7 @@ SELECT substr(url, 8) AS hostport FROM sim \gset
 SELECT replace(current_setting('ai_resilience.endpoints'), :'hostport', 'HOST') AS endpoints;
 CREATE ROLE ai_reader;
 SET ROLE ai_reader;
-SHOW ai_resilience.endpoints \gset
-SELECT replace(:'ai_resilience.endpoints', :'hostport', 'HOST') AS shown;
+SELECT replace(current_setting('ai_resilience.endpoints'), :'hostport', 'HOST') AS shown;
 SELECT replace(setting, :'hostport', 'HOST') AS setting,
        replace(reset_val, :'hostport', 'HOST') AS reset_val
 FROM pg_settings WHERE name = 'ai_resilience.endpoints';

@@ -31,7 +31,6 @@
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
