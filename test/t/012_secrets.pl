@@ -69,6 +69,10 @@ is($as_mon->(q{SELECT setting || ' ' || reset_val FROM pg_settings
 	"http://$hostport/v1 http://$hostport/v1",
 	'pg_settings shows them without credentials, reset_val included');
 
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM pg_file_settings',
+	extra_params => [ '-U', 'mon' ]);
+like($err, qr/permission denied/, 'pg_file_settings is for the superuser only');
+
 # ALTER SYSTEM + reload, twice: the calls use the new key, the log has none
 alter_system(q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-altered-secret-0002'});
 $node->safe_psql('postgres', q{SELECT ai_chat('p', ARRAY['ok'])});
@@ -78,7 +82,7 @@ $node->safe_psql('postgres', q{SELECT ai_chat('p', ARRAY['ok'])});
 is(last_auth(), 'Bearer sk-altered-secret-0003', 'and so is the next one');
 
 # a failure reported as a WARNING is redacted too
-my ($ret, $out, $err) = $node->psql('postgres',
+($ret, $out, $err) = $node->psql('postgres',
 	q{SELECT ai_chat('p', ARRAY['echokey-upper', 'echokey-ctrl'], on_error => 'null')});
 like($err, qr/WARNING:.*\n.*Last error: Incorrect API key provided: \[REDACTED\]/,
 	'the WARNING shows the echo redacted');
