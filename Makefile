@@ -16,6 +16,8 @@ MODULE_big = pg_ai_resilience
 OBJS = \
 	src/pg_ai_resilience.o \
 	src/guc.o \
+	src/secrets.o \
+	src/gateway_text.o \
 	src/policy.o \
 	src/openai_wire.o \
 	src/transport.o \
@@ -29,7 +31,7 @@ OBJS = \
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream log_survival memory_limits
+REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream log_survival memory_limits security_keys
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

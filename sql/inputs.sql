@@ -24,7 +24,7 @@ SET ai_resilience.endpoints = 'http://';
 SET ai_resilience.endpoints = '127.0.0.1:8080/v1';
 SET ai_resilience.models = 'a,,b';
 SELECT use_gateways('v1', 'gw2/v1');
-SET ai_resilience.api_key = 'k1,k2,k3';
+SET ai_resilience.api_key = 'key-one-1111,key-two-2222,key-three-3333';
 SELECT ai_chat('p', ARRAY['ok']);
 SET ai_resilience.api_key = 'bad key';
 SELECT ai_chat('p', ARRAY['ok']);
@@ -39,7 +39,7 @@ TRUNCATE ai_call_log;
 
 -- one key per endpoint: each endpoint gets its own
 \! curl -s -X POST "$AI_SIM_URL/journal/reset"
-SET ai_resilience.api_key = 'key-one,key-two';
+SET ai_resilience.api_key = 'key-one-1111,key-two-2222';
 SELECT use_gateways('status-502/v1', 'gw2/v1');
 SET ai_resilience.max_retries = 0;
 SELECT ai_chat('p', ARRAY['ok']);

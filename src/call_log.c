@@ -32,6 +32,7 @@
 #include "storage/proc.h"
 
 #include "call_log.h"
+#include "gateway_text.h"
 #include "guc.h"
 #include "log_queue.h"
 
@@ -56,6 +57,17 @@ static const int string_limit[LOG_NSTRINGS] = {
 	[LOG_STR_PROMPT] = LOG_SLOT_SIZE,
 };
 
+/*
+ * The strings that come from the gateway: they are packed through the
+ * boundary of gateway_text.c, which validates and redacts them.
+ */
+static const bool string_from_gateway[LOG_NSTRINGS] = {
+	[LOG_STR_REQUEST_ID] = true,
+	[LOG_STR_MODEL_RETURNED] = true,
+	[LOG_STR_FINISH_REASON] = true,
+	[LOG_STR_ERROR] = true,
+};
+
 /* The transaction in which a record was lost to a full queue. */
 static LocalTransactionId lost_in_lxid = InvalidLocalTransactionId;
 
@@ -63,7 +75,7 @@ static bool warned_recovery = false;
 
 static void pack_attempt(const CallAttempt *a, LogRecord *record);
 static void pack_string(LogRecord *record, LogString which, const char *value,
-						int *used);
+						const List *keys, int *used);
 
 /* Raise an error unless the library was loaded by shared_preload_libraries. */
 void
@@ -167,25 +179,28 @@ pack_attempt(const CallAttempt *a, LogRecord *record)
 	record->streaming = a->streaming;
 	record->new_connection = a->new_connection;
 
-	pack_string(record, LOG_STR_MODEL, a->model, &used);
-	pack_string(record, LOG_STR_ENDPOINT, a->endpoint, &used);
-	pack_string(record, LOG_STR_ROLE_NAME, a->role_name, &used);
-	pack_string(record, LOG_STR_SESSION_ROLE, a->session_role, &used);
-	pack_string(record, LOG_STR_REQUEST_ID, a->request_id, &used);
-	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, &used);
-	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, &used);
-	pack_string(record, LOG_STR_ERROR, a->error, &used);
-	pack_string(record, LOG_STR_PROMPT, a->prompt, &used);
+	pack_string(record, LOG_STR_MODEL, a->model, a->keys, &used);
+	pack_string(record, LOG_STR_ENDPOINT, a->endpoint, a->keys, &used);
+	pack_string(record, LOG_STR_ROLE_NAME, a->role_name, a->keys, &used);
+	pack_string(record, LOG_STR_SESSION_ROLE, a->session_role, a->keys, &used);
+	pack_string(record, LOG_STR_REQUEST_ID, a->request_id, a->keys, &used);
+	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, a->keys, &used);
+	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, a->keys, &used);
+	pack_string(record, LOG_STR_ERROR, a->error, a->keys, &used);
+	pack_string(record, LOG_STR_PROMPT, a->prompt, a->keys, &used);
 }
 
 /*
  * Append a string to the record's data, cut at a character boundary to its
- * limit and to the room left (keeping a NUL).
+ * limit and to the room left (keeping a NUL); a string from the gateway is
+ * also made valid and redacted of the keys.
  */
 static void
-pack_string(LogRecord *record, LogString which, const char *value, int *used)
+pack_string(LogRecord *record, LogString which, const char *value,
+			const List *keys, int *used)
 {
-	int			room = Min(string_limit[which], (int) LOG_DATA_SIZE - *used - 1);
+	int			room = Max(Min(string_limit[which], (int) LOG_DATA_SIZE - *used - 1), 0);
+	char	   *dest = record->data + *used;
 	int			len;
 
 	if (value == NULL)
@@ -194,11 +209,16 @@ pack_string(LogRecord *record, LogString which, const char *value, int *used)
 		record->str_len[which] = LOG_STR_NULL;
 		return;
 	}
-	len = strnlen(value, room + 1);
-	if (len > room)
-		len = pg_mbcliplen(value, len, Max(room, 0));
-	memcpy(record->data + *used, value, len);
-	record->data[*used + len] = '\0';
+	if (string_from_gateway[which])
+		len = gateway_text(dest, room + 1, value, keys);
+	else
+	{
+		len = strnlen(value, room + 1);
+		if (len > room)
+			len = pg_mbcliplen(value, len, room);
+		memcpy(dest, value, len);
+		dest[len] = '\0';
+	}
 	record->str_offset[which] = *used;
 	record->str_len[which] = len;
 	*used += len + 1;

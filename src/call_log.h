@@ -9,6 +9,7 @@
 #define AIR_CALL_LOG_H
 
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 #include "utils/uuid.h"
 
 #include "policy.h"
@@ -26,7 +27,7 @@ typedef struct CallAttempt
 	const char *endpoint;		/* base URL, credentials removed */
 	int			http_status;	/* 0: no response */
 	AttemptClass error_class;
-	const char *error;			/* short, redacted; NULL on success */
+	const char *error;			/* short; NULL on success */
 	bool		streaming;
 	int			retry_after_ms; /* -1: none asked */
 	int			backoff_ms;		/* wait before the next attempt; -1: none */
@@ -42,6 +43,7 @@ typedef struct CallAttempt
 	const char *prompt;			/* only with ai_resilience.log_prompts */
 	double		ttft_ms;		/* time to first token (streams) or first byte; -1: none */
 	int			response_bytes; /* answer text received, partial or whole; -1: none */
+	const List *keys;			/* API keys, redacted from the gateway's strings */
 } CallAttempt;
 
 extern void calllog_require_loaded(void);

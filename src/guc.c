@@ -4,7 +4,8 @@
  *	  Definition and validation of the ai_resilience.* settings.
  *
  * Settings that choose where prompts go and with which credentials
- * (endpoints, api_key, log_prompts) are PGC_SUSET: an administrator decides
+ * (endpoints, api_key, log_prompts) are PGC_SUSET, the key file PGC_SIGHUP
+ * (set in the configuration files only): an administrator decides
  * them, as whether and how attempts are logged (log_*): a user must not be
  * able to keep his calls out of the log.  The size of the shared log queue
  * is PGC_POSTMASTER.  The rest tune one session's retries, timeouts and
@@ -21,16 +22,26 @@
  * the file would decide).  Calls use the smaller of a value and its
  * ceiling, so a ceiling lowered later caps sessions that set more before.
  *
- * The API key has no check hook on purpose: PostgreSQL quotes a rejected
- * value in its error message, which would put the key in the server log.
- * It is validated where it is used instead (runner.c).
+ * Secrets never show in a view of the settings (SHOW, current_setting,
+ * pg_settings, including its reset_val), not even to members of
+ * pg_read_all_settings: the check hooks of ai_resilience.api_key and
+ * ai_resilience.endpoints keep the value as set in their "extra" (malloc'd
+ * and freed by PostgreSQL's GUC code, which calls the assign hook whenever
+ * the active one changes) and rewrite the value in place: the key's to ''
+ * (a show hook displays '********' when a key is set), the endpoints' to
+ * their display form, without credentials.  That also keeps a reload that
+ * changes the key out of the server log: PostgreSQL logs "parameter ...
+ * changed to ..." only when the value changes, and the key's never does.
+ * A check hook never rejects the key (PostgreSQL would quote the rejected
+ * value); it is validated where it is used (secrets.c).  Parallel workers
+ * receive the rewritten values, so no function that calls a gateway may be
+ * parallel safe.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <limits.h>
-#include <strings.h>
 
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -38,11 +49,15 @@
 #include "utils/varlena.h"
 
 #include "guc.h"
+#include "secrets.h"
 
 /*---- GUC variables ----*/
 
 char	   *air_endpoints = NULL;
+const char *air_endpoints_value = "";
 char	   *air_api_key = NULL;
+const char *air_api_key_value = "";
+char	   *air_api_key_file = NULL;
 char	   *air_models = NULL;
 int			air_max_retries = 2;
 int			air_backoff_base_ms = 500;
@@ -72,6 +87,10 @@ int			air_log_writer_delay_ms = 10;
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
 
 static bool check_endpoints(char **newval, void **extra, GucSource source);
+static void assign_endpoints(const char *newval, void *extra);
+static bool check_api_key(char **newval, void **extra, GucSource source);
+static void assign_api_key(const char *newval, void *extra);
+static const char *show_api_key(void);
 static bool check_models(char **newval, void **extra, GucSource source);
 static bool check_max_response_bytes(int *newval, void **extra,
 									 GucSource source);
@@ -86,22 +105,36 @@ air_define_gucs(void)
 	DefineCustomStringVariable("ai_resilience.endpoints",
 							   "Comma-separated base URLs of OpenAI-compatible endpoints, tried in order.",
 							   "Each is an http:// or https:// URL such as http://127.0.0.1:8080/v1; "
-							   "requests go to <endpoint>/chat/completions.",
+							   "requests go to <endpoint>/chat/completions. Shown without credentials "
+							   "(user:password@, query).",
 							   &air_endpoints,
 							   "",
 							   PGC_SUSET,
 							   0,
-							   check_endpoints, NULL, NULL);
+							   check_endpoints, assign_endpoints, NULL);
 
 	DefineCustomStringVariable("ai_resilience.api_key",
 							   "Bearer token(s) sent to the endpoints.",
 							   "One key for every endpoint, or a comma-separated list with one key per "
 							   "endpoint in the order of ai_resilience.endpoints. Empty sends no "
-							   "Authorization header.",
+							   "Authorization header. Shown as ******** when set; prefer "
+							   "ai_resilience.api_key_file.",
 							   &air_api_key,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_api_key, assign_api_key, show_api_key);
+
+	DefineCustomStringVariable("ai_resilience.api_key_file",
+							   "File holding the bearer token(s) sent to the endpoints.",
+							   "One key for every endpoint, or one key per line in the order of "
+							   "ai_resilience.endpoints; empty lines and lines starting with # are "
+							   "skipped. Mode 0600 (0640 if owned by root). Read at the first call and "
+							   "whenever it changes. Empty: ai_resilience.api_key is used.",
+							   &air_api_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("ai_resilience.models",
@@ -368,42 +401,103 @@ air_split_list(const char *name, const char *raw)
 	return items;
 }
 
-/* Every endpoint must be an absolute http(s) URL. */
+/*
+ * Every endpoint must be an absolute http(s) URL with a host.  The value as
+ * set goes to extra; the value itself is rewritten to the endpoints' display
+ * forms, before any check can fail, since PostgreSQL quotes a rejected value.
+ */
 static bool
 check_endpoints(char **newval, void **extra, GucSource source)
 {
 	char	   *copy = pstrdup(*newval);
+	char	   *shown = *newval;
+	char	   *value;
 	List	   *items = NIL;
 	ListCell   *lc;
 
 	if (!SplitGUCList(copy, ',', &items))
 	{
+		shown[0] = '\0';
 		GUC_check_errdetail("List syntax is invalid.");
 		return false;
 	}
+	value = strdup(*newval);
 	foreach(lc, items)
 	{
 		const char *url = lfirst(lc);
-		size_t		prefix;
+		UrlParts	parts;
 
-		if (strncasecmp(url, "http://", 7) == 0)
-			prefix = 7;
-		else if (strncasecmp(url, "https://", 8) == 0)
-			prefix = 8;
-		else
+		if (shown > *newval)
+			*shown++ = ',';
+		secrets_split_url(url, &parts);
+		if (pg_strncasecmp(url, "http://", 7) != 0 &&
+			pg_strncasecmp(url, "https://", 8) != 0)
 		{
-			GUC_check_errdetail("Endpoint \"%s\" is not an http:// or https:// URL.", url);
+			secrets_url_display(url, shown);
+			GUC_check_errdetail("Endpoint \"%s\" is not an http:// or https:// URL.", shown);
+			free(value);
 			return false;
 		}
-		if (url[prefix] == '\0' || url[prefix] == '/')
+		if (parts.host == parts.path)
 		{
-			GUC_check_errdetail("Endpoint \"%s\" has no host.", url);
+			secrets_url_display(url, shown);
+			GUC_check_errdetail("Endpoint \"%s\" has no host.", shown);
+			free(value);
 			return false;
 		}
+		shown += secrets_url_display(url, shown);
 	}
 	list_free(items);
 	pfree(copy);
+	if (value == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	*extra = value;
 	return true;
+}
+
+/* Make the endpoints as set available to the runner. */
+static void
+assign_endpoints(const char *newval, void *extra)
+{
+	air_endpoints_value = extra ? extra : "";
+}
+
+/*
+ * Keep the key in extra and leave the value empty (see the header).  Never
+ * rejects a key: the checks come at call time.
+ */
+static bool
+check_api_key(char **newval, void **extra, GucSource source)
+{
+	char	   *key = strdup(*newval);
+
+	(*newval)[0] = '\0';
+	if (key == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	*extra = key;
+	return true;
+}
+
+/* Make the key as set available to secrets.c. */
+static void
+assign_api_key(const char *newval, void *extra)
+{
+	air_api_key_value = extra ? extra : "";
+}
+
+/* Show whether a key is set, never the key. */
+static const char *
+show_api_key(void)
+{
+	return air_api_key_value[0] != '\0' ? "********" : "";
 }
 
 /* Model names must be a valid list without empty names. */

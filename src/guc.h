@@ -10,8 +10,11 @@
 
 #include "nodes/pg_list.h"
 
-extern char *air_endpoints;
-extern char *air_api_key;
+extern char *air_endpoints;		/* as shown: without credentials */
+extern const char *air_endpoints_value;	/* as set */
+extern char *air_api_key;		/* always empty */
+extern const char *air_api_key_value;	/* as set */
+extern char *air_api_key_file;
 extern char *air_models;
 extern int	air_max_retries;
 extern int	air_backoff_base_ms;

@@ -35,15 +35,16 @@
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "call_log.h"
+#include "gateway_text.h"
 #include "guc.h"
 #include "runner.h"
+#include "secrets.h"
 
 /* Longest error text kept per attempt, in bytes. */
 #define MAX_ATTEMPT_ERROR_LEN	300
@@ -91,7 +92,6 @@ static char *summary_text(const CallSettings *settings, const ChatCall *call);
 static char *attempt_error_text(const CallSettings *settings,
 								const TransportRequest *request,
 								const ChatAnswer *answer, AttemptClass cls);
-static char *redact_keys(const CallSettings *settings, const char *text);
 static void describe_attempt(const CallSettings *settings, const ChatCall *call,
 							 const TransportRequest *request,
 							 CallAttempt *attempt);
@@ -106,8 +106,8 @@ static void log_interrupted_attempts(RunState *run);
 void
 runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 {
-	List	   *urls = air_split_list("ai_resilience.endpoints", air_endpoints);
-	List	   *keys = air_split_list("ai_resilience.api_key", air_api_key);
+	List	   *urls = air_split_list("ai_resilience.endpoints", air_endpoints_value);
+	List	   *keys = secrets_api_keys();
 	ListCell   *lc;
 	int			i;
 
@@ -121,42 +121,24 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	if (list_length(keys) > 1 && list_length(keys) != list_length(urls))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ai_resilience.api_key lists %d keys for %d endpoints",
+				 errmsg("%s lists %d keys for %d endpoints",
+						air_api_key_file[0] ? "ai_resilience.api_key_file" :
+						"ai_resilience.api_key",
 						list_length(keys), list_length(urls)),
 				 errhint("Give one key for every endpoint, or one key per endpoint.")));
-	foreach(lc, keys)
-	{
-		const char *key;
 
-		for (key = lfirst(lc); *key; key++)
-			if ((unsigned char) *key <= ' ' || *key == 0x7f)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("ai_resilience.api_key contains white space or a control character")));
-	}
-
+	settings->keys = keys;
 	settings->nendpoints = list_length(urls);
 	settings->endpoints = palloc0(sizeof(Endpoint) * settings->nendpoints);
 	i = 0;
 	foreach(lc, urls)
 	{
 		Endpoint   *endpoint = &settings->endpoints[i];
-		char	   *url = pstrdup(lfirst(lc));
-		char	   *host = strstr(url, "://") + 3;
-		char	   *at = strchr(host, '@');
-		char	   *slash = strchr(host, '/');
-		size_t		len = strlen(url);
+		const char *url = lfirst(lc);
 
-		/* the check hook made sure of the scheme */
-		while (len > 0 && url[len - 1] == '/')
-			url[--len] = '\0';
-		endpoint->base_url = url;
-		endpoint->chat_url = psprintf("%s/chat/completions", url);
-		/* user:password@ in a URL never reaches the log */
-		if (at != NULL && (slash == NULL || at < slash))
-			endpoint->display = psprintf("%.*s%s", (int) (host - url), url, at + 1);
-		else
-			endpoint->display = url;
+		endpoint->chat_url = secrets_chat_url(url);
+		endpoint->display = palloc(strlen(url) + 1);
+		secrets_url_display(url, endpoint->display);
 		if (keys != NIL)
 			endpoint->api_key = list_nth(keys, list_length(keys) == 1 ? 0 : i);
 		i++;
@@ -733,8 +715,9 @@ summary_text(const CallSettings *settings, const ChatCall *call)
 }
 
 /*
- * The short, redacted error text of an attempt for the log; NULL on
- * success.
+ * The short error text of an attempt, for the log and the error message;
+ * NULL on success.  What the gateway said passes through the boundary of
+ * gateway_text.c.
  */
 static char *
 attempt_error_text(const CallSettings *settings,
@@ -742,8 +725,6 @@ attempt_error_text(const CallSettings *settings,
 				   AttemptClass cls)
 {
 	char	   *text;
-	char	   *p;
-	int			len;
 
 	if (cls == CLASS_SUCCESS)
 		return NULL;
@@ -765,42 +746,8 @@ attempt_error_text(const CallSettings *settings,
 	else
 		text = psprintf("HTTP %ld without an error message", request->http_status);
 
-	text = redact_keys(settings, text);
-	for (p = text; *p; p++)
-		if ((unsigned char) *p < ' ')
-			*p = ' ';
-	len = strlen(text);
-	if (len > MAX_ATTEMPT_ERROR_LEN)
-		text[pg_mbcliplen(text, len, MAX_ATTEMPT_ERROR_LEN)] = '\0';
-	return text;
+	return gateway_text_copy(text, MAX_ATTEMPT_ERROR_LEN, settings->keys);
 }
-
-/*
- * Replace every API key in text by "[REDACTED]": a gateway may echo the key
- * it was sent in its error message ("Incorrect API key provided: ...").
- */
-static char *
-redact_keys(const CallSettings *settings, const char *text)
-{
-	char	   *result = pstrdup(text);
-	int			i;
-
-	for (i = 0; i < settings->nendpoints; i++)
-	{
-		const char *key = settings->endpoints[i].api_key;
-		char	   *found;
-
-		if (key == NULL || *key == '\0')
-			continue;
-		while ((found = strstr(result, key)) != NULL)
-		{
-			*found = '\0';
-			result = psprintf("%s[REDACTED]%s", result, found + strlen(key));
-		}
-	}
-	return result;
-}
-
 
 /*
  * Fill in what is known of a call's current attempt before its outcome: who,
@@ -832,6 +779,7 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->new_connection = request->new_connection;
 	attempt->role_name = settings->role_name;
 	attempt->session_role = settings->session_role;
+	attempt->keys = settings->keys;
 	attempt->prompt = settings->log_prompts ? call->prompt : NULL;
 	attempt->ttft_ms = -1;
 	attempt->response_bytes = -1;

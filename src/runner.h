@@ -26,9 +26,8 @@
 /* One endpoint from ai_resilience.endpoints. */
 typedef struct Endpoint
 {
-	char	   *base_url;		/* as configured, without a trailing '/' */
 	char	   *display;		/* for logs and messages: no credentials */
-	char	   *chat_url;		/* base_url + "/chat/completions" */
+	char	   *chat_url;		/* path + "/chat/completions" + query */
 	char	   *api_key;		/* NULL: no Authorization header */
 } Endpoint;
 
@@ -39,6 +38,7 @@ typedef struct CallSettings
 	int			nmodels;
 	Endpoint   *endpoints;
 	int			nendpoints;
+	List	   *keys;			/* every API key, to redact */
 	RetrySettings retry;
 	int			connect_timeout_ms;
 	int			request_timeout_ms;

@@ -39,6 +39,7 @@
 
 #include "batch_order.h"
 #include "call_log.h"
+#include "gateway_text.h"
 #include "guc.h"
 #include "log_queue.h"
 #include "runner.h"
@@ -320,7 +321,10 @@ ai_log_stats(PG_FUNCTION_ARGS)
 		nulls[6] = nulls[7] = true;
 	else
 	{
-		values[6] = CStringGetTextDatum(stats.last_error);
+		/* a writer's message holds no key, but may have been cut anywhere */
+		values[6] = CStringGetTextDatum(gateway_text_copy(stats.last_error,
+														  sizeof(stats.last_error) - 1,
+														  NIL));
 		values[7] = TimestampTzGetDatum(stats.last_error_at);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

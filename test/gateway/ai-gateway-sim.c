@@ -669,8 +669,33 @@ typedef enum BehaviourKind
 	B_STREAMCUT,
 	B_STREAMERROR,
 	B_STREAMSTALL,				/* arg = stall ms */
-	B_BIGREPLY					/* arg = content bytes */
+	B_BIGREPLY,					/* arg = content bytes */
+	B_HOSTILE					/* arg = Hostile */
 } BehaviourKind;
+
+/* Hostile gateway answers: key echoes and invalid UTF-8. */
+typedef enum Hostile
+{
+	H_ECHOKEY_REQUESTID,
+	H_ECHOKEY_MODEL,
+	H_ECHOKEY_FINISH,
+	H_ECHOKEY_UPPER,
+	H_ECHOKEY_CTRL,
+	H_BADUTF8_ERROR,
+	H_BADUTF8_JSON,
+	H_BADUTF8_CONTENT
+} Hostile;
+
+static const char *const hostile_names[] = {
+	[H_ECHOKEY_REQUESTID] = "echokey-requestid",
+	[H_ECHOKEY_MODEL] = "echokey-model",
+	[H_ECHOKEY_FINISH] = "echokey-finish",
+	[H_ECHOKEY_UPPER] = "echokey-upper",
+	[H_ECHOKEY_CTRL] = "echokey-ctrl",
+	[H_BADUTF8_ERROR] = "badutf8-error",
+	[H_BADUTF8_JSON] = "badutf8-json",
+	[H_BADUTF8_CONTENT] = "badutf8-content",
+};
 
 typedef struct Behaviour
 {
@@ -717,6 +742,15 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 		if (equals(s, n, plain[i].name))
 		{
 			b->kind = plain[i].kind;
+			return true;
+		}
+	}
+	for (i = 0; i < sizeof(hostile_names) / sizeof(hostile_names[0]); i++)
+	{
+		if (equals(s, n, hostile_names[i]))
+		{
+			b->kind = B_HOSTILE;
+			b->arg = (long) i;
 			return true;
 		}
 	}
@@ -836,12 +870,14 @@ queue_and_release(struct MHD_Connection *conn, unsigned status, struct MHD_Respo
 	return ret;
 }
 
-/* Add the x-request-id header carrying seq. */
+/* Add the x-request-id header carrying seq, unless a hostile answer set one. */
 static void
 add_request_id(struct MHD_Response *r, uint64_t seq)
 {
 	char		v[40];
 
+	if (MHD_get_response_header(r, "x-request-id") != NULL)
+		return;
 	snprintf(v, sizeof(v), "req-%" PRIu64, seq);
 	MHD_add_response_header(r, "x-request-id", v);
 }
@@ -1065,6 +1101,97 @@ build_error_answer(const Behaviour *b, const char *model, const char *auth,
 	}
 	*out = r;
 	return status;
+}
+
+/* ----------------------------------------------------------------
+ *		hostile answers
+ * ----------------------------------------------------------------
+ */
+
+/* The status a hostile answer has. */
+static int
+hostile_status(Hostile h)
+{
+	switch (h)
+	{
+		case H_ECHOKEY_UPPER:
+		case H_ECHOKEY_CTRL:
+			return 401;
+		case H_BADUTF8_ERROR:
+			return 400;
+		default:
+			return 200;
+	}
+}
+
+/*
+ * Build a hostile answer: one that echoes the bearer key (auth, the
+ * Authorization header) where a client might store it without thinking, or
+ * that sends bytes that are not UTF-8.  Returns its status.
+ */
+static int
+build_hostile_answer(Hostile h, const char *model, const char *auth,
+					 struct MHD_Response **out)
+{
+	const char *key = auth ? auth : "";
+	SBuf		sb;
+	SBuf		m;
+	size_t		i;
+	struct MHD_Response *r;
+
+	if (strncasecmp(key, "Bearer ", 7) == 0)
+		key += 7;
+	sb_init(&sb, 256 + strlen(key) + strlen(model));
+	sb_init(&m, 64 + strlen(key));
+	switch (h)
+	{
+		case H_ECHOKEY_REQUESTID:
+		case H_ECHOKEY_MODEL:
+		case H_ECHOKEY_FINISH:
+		case H_BADUTF8_CONTENT:
+			sb_puts(&sb, "{\"id\":\"chatcmpl-sim-hostile\",\"object\":\"chat.completion\","
+					"\"created\":0,\"model\":");
+			sb_json_cstr(&sb, h == H_ECHOKEY_MODEL ? key : model);
+			sb_puts(&sb, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+					"\"content\":");
+			/* a Latin-1 e-acute: not UTF-8 */
+			sb_puts(&sb, h == H_BADUTF8_CONTENT ? "\"caf\xe9\"" : "\"hostile\"");
+			sb_puts(&sb, "},\"finish_reason\":");
+			sb_json_cstr(&sb, h == H_ECHOKEY_FINISH ? key : "stop");
+			sb_puts(&sb, "}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,"
+					"\"total_tokens\":2}}");
+			break;
+		case H_ECHOKEY_UPPER:
+		case H_ECHOKEY_CTRL:
+			sb_puts(&m, "Incorrect API key provided: ");
+			for (i = 0; key[i]; i++)
+			{
+				if (h == H_ECHOKEY_CTRL && i == strlen(key) / 2)
+					sb_putn(&m, "\x01", 1);
+				if (h == H_ECHOKEY_UPPER && key[i] >= 'a' && key[i] <= 'z')
+					sb_putn(&m, (char[]) {key[i] - 'a' + 'A'}, 1);
+				else
+					sb_putn(&m, key + i, 1);
+			}
+			error_json(&sb, m.data, "invalid_request_error", NULL, "invalid_api_key");
+			break;
+		case H_BADUTF8_ERROR:
+			error_json(&sb, "Bad byte \xff\xfe here.", "invalid_request_error", NULL, NULL);
+			break;
+		case H_BADUTF8_JSON:
+			sb_puts(&sb, "{\"object\":\"chat.completion\",\xff\xfe}");
+			break;
+	}
+	free(m.data);
+	r = response_from_sbuf(&sb);
+	if (r)
+	{
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+		if (h == H_ECHOKEY_REQUESTID)
+			MHD_add_response_header(r, "x-request-id", key);
+	}
+	*out = r;
+	return hostile_status(h);
 }
 
 /* ----------------------------------------------------------------
@@ -1718,7 +1845,8 @@ typedef enum AnswerKind
 	A_NULLCONTENT,
 	A_STREAM,					/* plain streamed answer */
 	A_STREAMCUT,
-	A_STREAMERROR
+	A_STREAMERROR,
+	A_HOSTILE
 } AnswerKind;
 
 /* Handle POST <prefix>/v1/chat/completions once the body is complete. */
@@ -1906,6 +2034,9 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 		case B_BIGREPLY:
 			bigreply = b.arg;
 			break;
+		case B_HOSTILE:
+			kind = A_HOSTILE;
+			break;
 		default:
 			kind = A_ERROR;
 			err = b;
@@ -1944,6 +2075,8 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	/* build the answer now; the status must be known for the journal */
 	if (kind == A_ERROR)
 		status = (unsigned) build_error_answer(&err, model, ji.auth, &r);
+	else if (kind == A_HOSTILE)
+		status = (unsigned) build_hostile_answer((Hostile) b.arg, model, ji.auth, &r);
 	ji.status = (int) status;
 	seq = journal_record(&ji);
 	if (status < 200)
@@ -1959,7 +2092,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 		return MHD_NO;
 	}
 
-	if (kind != A_ERROR)
+	if (kind != A_ERROR && kind != A_HOSTILE)
 	{
 		SBuf		content;
 		SBuf		body;

@@ -72,6 +72,7 @@ chat() {
 }
 
 body_has() { grep -qF -- "$1" "$TMP/b"; }
+body_has_bytes() { LC_ALL=C grep -qF -- "$1" "$TMP/b"; }
 body_lacks() { ! grep -qF -- "$1" "$TMP/b"; }
 hdr_has() { tr -d '\r' < "$TMP/h" | grep -qiE -- "$1"; }
 hdr_lacks() { ! tr -d '\r' < "$TMP/h" | grep -qiE -- "$1"; }
@@ -209,6 +210,24 @@ chat bigreply-1000 hi
 check "bigreply-1000: content of exactly 1000 bytes" eval '[ "$(sed "s/.*\"content\":\"//; s/\"}.*//" "$TMP/b" | tr -d "\n" | wc -c)" = 1000 ]'
 chat ok+tokens-5 hi
 check "tokens-5: words w1..w5 counted" eval 'body_has "echo: hi w1 w2 w3 w4 w5" && body_has "\"completion_tokens\":7"'
+
+# hostile answers: the bearer key (sk-test-123) echoed, invalid UTF-8
+chat echokey-requestid
+check "echokey-requestid: the key as x-request-id" eval 'code_is 200 && hdr_has "^x-request-id: sk-test-123$"'
+chat echokey-model
+check "echokey-model: the key as the model" body_has '"model":"sk-test-123"'
+chat echokey-finish
+check "echokey-finish: the key as finish_reason" body_has '"finish_reason":"sk-test-123"'
+chat echokey-upper
+check "echokey-upper: 401 with the key upper-cased" eval 'code_is 401 && body_has "provided: SK-TEST-123\""'
+chat echokey-ctrl
+check "echokey-ctrl: 401 with U+0001 inside the key" eval 'code_is 401 && body_has "provided: sk-te\\u0001st-123\""'
+chat badutf8-error
+check "badutf8-error: 400 with bytes FF FE in the message" eval 'code_is 400 && body_has_bytes $'"'"'"Bad byte \xff\xfe here."'"'"
+chat badutf8-json
+check "badutf8-json: 200, a JSON syntax error at bytes FF FE" eval 'code_is 200 && body_has_bytes $'"'"',\xff\xfe}'"'"
+chat badutf8-content
+check "badutf8-content: 200, Latin-1 byte E9 in the content" eval 'code_is 200 && body_has_bytes $'"'"'"content":"caf\xe9"'"'"
 
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null

@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * secrets.c
+ *	  API keys and endpoint credentials: where they are read, how they hide.
+ *
+ * The API keys come from ai_resilience.api_key (a comma-separated list) or,
+ * better, from the file named by ai_resilience.api_key_file (one key per
+ * line).  Either way the key never shows in a view of the settings: guc.c
+ * keeps the setting's value empty and the key in its check hook's "extra".
+ * Endpoint URLs may carry credentials (user:password@host, a query such as
+ * ?api_key=...); what is shown or logged of an endpoint is its display
+ * form, scheme, host, port and path only.
+ *
+ * The key file is checked as PostgreSQL checks ssl_key_file: it must belong
+ * to the server's user (then no access for group or others) or to root
+ * (then at most read access for the group).  It is read at the first call
+ * and again whenever it changes (another inode, size, modification or
+ * status change time); its permissions are checked at every call.  Its text
+ * is cached in TopMemoryContext and wiped before it is freed.  No error
+ * message quotes a key or a line of the file, only line numbers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/fd.h"
+#include "utils/memutils.h"
+
+#include "guc.h"
+#include "secrets.h"
+
+/* Largest key file read; a few hundred keys fit. */
+#define MAX_KEY_FILE_SIZE	(64 * 1024)
+
+/* The key file as last read. */
+static char *key_file_path = NULL;	/* TopMemoryContext; NULL: none read */
+static char *key_file_text = NULL;	/* TopMemoryContext */
+static struct stat key_file_stat;
+
+static const char *read_key_file(const char *path);
+static bool same_file_version(const struct stat *a, const struct stat *b);
+static void check_key(const char *key, const char *setting, int line);
+
+/*
+ * Find the parts of a URL: the authority after "scheme://", the host after
+ * any user:password@ (the last '@': a password may contain one), the path,
+ * the query and the fragment.
+ */
+void
+secrets_split_url(const char *url, UrlParts *parts)
+{
+	const char *scheme_end = strstr(url, "://");
+	int			i;
+
+	parts->authority = scheme_end ? scheme_end + 3 - url : 0;
+	parts->path = parts->authority + strcspn(url + parts->authority, "/?#");
+	parts->host = parts->authority;
+	for (i = parts->authority; i < parts->path; i++)
+		if (url[i] == '@')
+			parts->host = i + 1;
+	parts->query = parts->path + strcspn(url + parts->path, "?#");
+	parts->fragment = parts->query + strcspn(url + parts->query, "#");
+}
+
+/*
+ * Write the display form of url (scheme, host, port and path without a
+ * trailing '/') into dest, which may be url itself and must have room for
+ * strlen(url) + 1 bytes; returns its length.
+ */
+int
+secrets_url_display(const char *url, char *dest)
+{
+	UrlParts	parts;
+	int			path_len;
+	int			len;
+
+	secrets_split_url(url, &parts);
+	path_len = parts.query - parts.path;
+	while (path_len > 0 && url[parts.path + path_len - 1] == '/')
+		path_len--;
+	/* every part moves left or stays: memmove in order is safe in place */
+	memmove(dest, url, parts.authority);
+	len = parts.authority;
+	memmove(dest + len, url + parts.host, parts.path - parts.host);
+	len += parts.path - parts.host;
+	memmove(dest + len, url + parts.path, path_len);
+	len += path_len;
+	dest[len] = '\0';
+	return len;
+}
+
+/*
+ * The chat-completions URL of an endpoint: its path (without a trailing
+ * '/') + "/chat/completions", then its query, if any.  Palloc'd.
+ */
+char *
+secrets_chat_url(const char *url)
+{
+	UrlParts	parts;
+	int			base_len;
+
+	secrets_split_url(url, &parts);
+	base_len = parts.query;
+	while (base_len > parts.path && url[base_len - 1] == '/')
+		base_len--;
+	return psprintf("%.*s/chat/completions%.*s", base_len, url,
+					parts.fragment - parts.query, url + parts.query);
+}
+
+/*
+ * The API keys as a List of palloc'd strings, in the order of the
+ * endpoints they belong to; NIL when none is configured.  Raises an error
+ * for a key that cannot be used, or when both settings are set.
+ */
+List *
+secrets_api_keys(void)
+{
+	List	   *keys = NIL;
+	ListCell   *lc;
+
+	if (air_api_key_file[0] == '\0')
+	{
+		keys = air_split_list("ai_resilience.api_key", air_api_key_value);
+		foreach(lc, keys)
+			check_key(lfirst(lc), "ai_resilience.api_key", 0);
+	}
+	else
+	{
+		char	   *text;
+		char	   *line;
+		char	   *next;
+		int			lineno = 0;
+
+		if (air_api_key_value[0] != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ai_resilience.api_key and ai_resilience.api_key_file are both set"),
+					 errhint("Keep the key in the file and reset ai_resilience.api_key.")));
+		text = pstrdup(read_key_file(air_api_key_file));
+		for (line = text; line != NULL; line = next)
+		{
+			char	   *end;
+
+			lineno++;
+			next = strchr(line, '\n');
+			if (next != NULL)
+				*next++ = '\0';
+			while (*line == ' ' || *line == '\t')
+				line++;
+			end = line + strlen(line);
+			while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+				*--end = '\0';
+			if (*line == '\0' || *line == '#')
+				continue;
+			check_key(line, "ai_resilience.api_key_file", lineno);
+			keys = lappend(keys, line);
+		}
+		if (keys == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ai_resilience.api_key_file \"%s\" holds no key",
+							air_api_key_file)));
+	}
+	return keys;
+}
+
+/*
+ * The text of the key file at path, read again if the file changed since
+ * it was last read.  Refuses a file others may read, or one too large.
+ */
+static const char *
+read_key_file(const char *path)
+{
+	struct stat st;
+	int			fd;
+	int			save_errno;
+	char	   *text;
+	ssize_t		nread;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open ai_resilience.api_key_file \"%s\": %m", path)));
+	if (fstat(fd, &st) < 0)
+	{
+		save_errno = errno;
+		CloseTransientFile(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat ai_resilience.api_key_file \"%s\": %m", path)));
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_uid != geteuid() && st.st_uid != 0))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("ai_resilience.api_key_file \"%s\" must be a regular file owned by the database user or root",
+						path)));
+	}
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("ai_resilience.api_key_file \"%s\" has group or world access", path),
+				 errdetail("The file must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root.")));
+	}
+	if (key_file_path != NULL && strcmp(key_file_path, path) == 0 &&
+		same_file_version(&st, &key_file_stat))
+	{
+		CloseTransientFile(fd);
+		return key_file_text;
+	}
+	if (st.st_size > MAX_KEY_FILE_SIZE)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("ai_resilience.api_key_file \"%s\" is larger than %d bytes",
+						path, MAX_KEY_FILE_SIZE)));
+	}
+
+	text = MemoryContextAlloc(TopMemoryContext, st.st_size + 1);
+	nread = read(fd, text, st.st_size);
+	save_errno = errno;
+	CloseTransientFile(fd);
+	if (nread != st.st_size)
+	{
+		explicit_bzero(text, st.st_size + 1);
+		pfree(text);
+		errno = save_errno;
+		if (nread < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read ai_resilience.api_key_file \"%s\": %m", path)));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("ai_resilience.api_key_file \"%s\" changed while it was read", path)));
+	}
+	text[nread] = '\0';
+	if (memchr(text, '\0', nread) != NULL)
+	{
+		explicit_bzero(text, nread);
+		pfree(text);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("ai_resilience.api_key_file \"%s\" contains a NUL byte", path)));
+	}
+
+	if (key_file_text != NULL)
+	{
+		explicit_bzero(key_file_text, strlen(key_file_text));
+		pfree(key_file_text);
+		pfree(key_file_path);
+	}
+	key_file_text = text;
+	key_file_path = MemoryContextStrdup(TopMemoryContext, path);
+	key_file_stat = st;
+	return key_file_text;
+}
+
+/* Are a and b the same version of the same file? */
+static bool
+same_file_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+		a->st_size == b->st_size &&
+		a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+		a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+		a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+		a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Refuse a key that is not printable ASCII (it goes into an HTTP header,
+ * and redaction relies on it) or shorter than MIN_API_KEY_LEN (a short key
+ * would be found, and redacted, all over the log).  The message says where
+ * the key is (a setting, a line of the key file), never what it is.
+ */
+static void
+check_key(const char *key, const char *setting, int line)
+{
+	const char *c;
+	char		where[64] = "";
+
+	if (line > 0)
+		snprintf(where, sizeof(where), " (line %d)", line);
+	for (c = key; *c; c++)
+		if ((unsigned char) *c <= ' ' || (unsigned char) *c >= 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("an API key in %s%s contains white space, a control character or a non-ASCII byte",
+							setting, where)));
+	if (c - key < MIN_API_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an API key in %s%s is shorter than %d bytes",
+						setting, where, MIN_API_KEY_LEN)));
+}
