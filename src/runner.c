@@ -603,6 +603,7 @@ complete_attempt(RunState *run, ChatCall *call)
 			call->ready_at = TimestampTzPlusMilliseconds(now, decision.wait_ms);
 			call->stream_on_route = policy_stream_next(cls, (int) request->http_status,
 													   call->streaming,
+													   settings->stream,
 													   settings->stream_on_timeout);
 			break;
 		case OUTCOME_FALLBACK:
