@@ -21,7 +21,7 @@ OBJS = \
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream hostile_wire log_survival
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

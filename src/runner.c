@@ -255,13 +255,23 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 			for (i = 0; i < nfinished; i++)
 				complete_attempt(&run, (ChatCall *) finished[i]->caller_data);
 
-			/* take in what streams in flight have received so far */
+			/*
+			 * Take in what streams in flight have received so far.  After
+			 * [DONE] the answer is whole, whether the server closes the
+			 * connection or not.
+			 */
 			dlist_foreach_modify(iter, &run.active)
 			{
 				ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
 
-				if (call->request != NULL && call->streaming)
-					feed_stream(call, false);
+				if (call->request == NULL || !call->streaming)
+					continue;
+				feed_stream(call, false);
+				if (call->stream.done)
+				{
+					transport_finish_early(call->request);
+					complete_attempt(&run, call);
+				}
 			}
 		}
 	}
@@ -457,6 +467,17 @@ read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts)
 	/* a stream that broke off still counts what it delivered: it is billed */
 	if (call->streaming && is_event_stream(request))
 		feed_stream(call, true);
+
+	/*
+	 * Once [DONE] has come the answer is whole: what the connection did
+	 * afterwards (went quiet, broke, sent too much) is not the attempt's
+	 * failure.
+	 */
+	if (call->stream.done)
+	{
+		request->failure = TRANSPORT_OK;
+		request->error[0] = '\0';
+	}
 	if (request->failure != TRANSPORT_OK)
 		return;
 
