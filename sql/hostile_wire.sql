@@ -23,10 +23,11 @@ RESET ai_resilience.stream_idle_timeout;
 SELECT ai_chat('with a bom', ARRAY['ok+bom'], stream => true);
 SELECT ai_chat('with a bom', ARRAY['ok+bom+crlf'], stream => true);
 
--- one 3 MB event, and events split over two data lines, come back whole
+-- one 3 MB event arriving in 16 kB pieces, and events split over two data
+-- lines, come back whole
 SELECT length(s) AS length,
        md5(s) = md5(ai_chat('big', ARRAY['bigreply-3000000'])) AS same_as_plain
-FROM ai_chat('big', ARRAY['bigreply-3000000+oneevent'], stream => true) s;
+FROM ai_chat('big', ARRAY['bigreply-3000000+oneevent+trickle'], stream => true) s;
 SELECT ai_chat('two lines each', ARRAY['ok+multiline'], stream => true);
 SELECT ai_chat('two lines each', ARRAY['ok+multiline+crlf'], stream => true);
 

@@ -52,6 +52,7 @@
 #define SIM_MAX_BIGREPLY	(512L * 1024 * 1024)	/* cap for bigreply-<bytes> */
 #define SIM_MAX_MS			86400000L			/* cap for any delay option */
 #define SIM_INLINE_BODY		1024				/* bodies up to this need no malloc */
+#define SIM_TRICKLE_BYTES	(16 * 1024)			/* a trickled stream's writes */
 
 /* ----------------------------------------------------------------
  *		configuration and global state
@@ -700,6 +701,7 @@ typedef struct Options
 	bool		oneevent;		/* streaming: all content in one event */
 	bool		doneopen;		/* streaming: stay open after [DONE] */
 	bool		multiline;		/* streaming: each chunk on two data lines */
+	bool		trickle;		/* streaming: events in small timed pieces */
 	bool		hugenumber;		/* a number no numeric type can hold */
 	UsageKind	usage;
 } Options;
@@ -810,6 +812,8 @@ parse_option(const char *s, size_t n, Options *o)
 		o->doneopen = true;
 	else if (equals(s, n, "multiline"))
 		o->multiline = true;
+	else if (equals(s, n, "trickle"))
+		o->trickle = true;
 	else if (equals(s, n, "hugenumber"))
 		o->hugenumber = true;
 	else if (equals(s, n, "usage-negative"))
@@ -1305,6 +1309,7 @@ typedef struct StreamState
 	bool		split_pause;	/* sleep between the halves of a split event */
 	bool		fail_at_end;	/* END_WITH_ERROR instead of a clean end */
 	int			hold_fd;		/* >= 0: stay open on this socket at the end */
+	bool		trickle;		/* SIM_TRICKLE_BYTES per write, 1 ms apart */
 } StreamState;
 
 /* Close the event that was appended to st->bytes since the previous one. */
@@ -1363,6 +1368,14 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	n = limit - st->off;
 	if (n > max)
 		n = max;
+	if (st->trickle)
+	{
+		/* every piece of an event after its first comes 1 ms later */
+		if (n > SIM_TRICKLE_BYTES)
+			n = SIM_TRICKLE_BYTES;
+		if (st->off > start && !sim_sleep_ms(1))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	memcpy(buf, st->bytes.data + st->off, n);
 	st->off += n;
 	if (st->off == st->ev_end[st->cur])
@@ -1511,6 +1524,7 @@ build_stream(uint64_t seq, const char *model, const SBuf *content, const Options
 	st->split_pause = o->utf8;
 	st->fail_at_end = kind == STREAM_CUT;
 	st->hold_fd = -1;
+	st->trickle = o->trickle;
 
 	if (o->bom)
 	{

@@ -204,6 +204,8 @@ chat ok+oneevent "a b c d e f" ',"stream":true'
 check "oneevent: all content in one event" eval 'body_has "\"content\":\"echo: a b c d e f\"" && [ "$(grep -c "\"content\"" "$TMP/b")" = 1 ]'
 chat ok+multiline "a" ',"stream":true'
 check "multiline: each chunk on two data lines" eval 'grep -q "\"choices\":$" "$TMP/b" && grep -q "^data: \[{\"index\":0,\"delta\":{}" "$TMP/b"'
+chat bigreply-100000+oneevent+trickle "a" ',"stream":true'
+check "trickle: a 100 kB event in pieces arrives whole" eval 'body_has "[DONE]" && [ "$(wc -c < "$TMP/b")" -gt 100000 ]'
 CODE=$(curl -s -m 1 -o "$TMP/b" -w '%{http_code}' --data-binary \
 	'{"model":"ok+doneopen","stream":true,"messages":[{"role":"user","content":"a"}]}' "$BASE/v1/chat/completions")
 RC=$?
