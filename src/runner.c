@@ -13,7 +13,9 @@
  *
  * Streams: after every wait, what streaming attempts in flight received is
  * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
- * long stream holds only its text.
+ * long stream holds only its text.  A stream is complete at its [DONE]:
+ * the transfer is ended there, whatever the server does with the
+ * connection afterwards.
  *
  * Memory: each call has its own context, reset once the sink has seen the
  * call and reused for the next; an attempt's response and stream live in a

@@ -22,7 +22,8 @@
  *
  * Streaming: a caller may read a request's body while it is in flight
  * (between two transport_wait calls) and drop what it has used with
- * transport_consume, so a long stream never holds its whole body.
+ * transport_consume, so a long stream never holds its whole body, and may
+ * end it with transport_finish_early once it has all it needs.
  *
  * Callback rules: libcurl calls back into this file (socket, timer, write,
  * header) from inside curl_multi_socket_action.  Those callbacks never
