@@ -19,12 +19,22 @@
  *
  * Streams (Server-Sent Events) are assembled as bytes arrive: complete
  * events are taken from the front of the buffer, their data parsed as
- * chunks, and only the joined content is kept.
+ * chunks, and only the joined content is kept.  A UTF-8 byte order mark
+ * before the first event is skipped, as the SSE standard asks.
+ *
+ * Memory: a response is held about twice at most, as its bytes and as the
+ * decoded answer text.  The scan of a stream's buffer resumes where the
+ * previous read left it, so one large event costs linear time.  An event's
+ * data lines are joined in place, in the buffer they came in, and parsed
+ * there.  The parser decodes every string into one buffer; the answer
+ * text's buffer is taken over at once (take_content), not copied, and when
+ * it is a stream's first text it becomes the assembled content.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <limits.h>
 
 #include "common/jsonapi.h"
@@ -47,6 +57,10 @@
 #define MAX_JSON_EXPONENT	1000
 #define MAX_NUMBER_LEN		1000
 
+/* A UTF-8 byte order mark. */
+#define UTF8_BOM		"\xEF\xBB\xBF"
+#define UTF8_BOM_LEN	3
+
 /* Where the answer's text is in a whole response and in a stream chunk. */
 #define MESSAGE_CONTENT_PATH	"choices.0.message.content"
 #define DELTA_CONTENT_PATH		"choices.0.delta.content"
@@ -65,6 +79,10 @@ typedef struct ResponseWalk
 {
 	ChatAnswer *answer;
 	const char *content_path;	/* where the text is */
+	JsonLexContext *lex;		/* the parse under way */
+	MemoryContext strings_memory;	/* where decoded strings are made */
+	StringInfoData content;		/* the text taken from the parser, or
+								 * data NULL */
 	int			depth;			/* open containers */
 	WalkLevel	levels[MAX_JSON_DEPTH];
 	char		container_path[MAX_PATH_LEN + 1];	/* innermost container's */
@@ -85,8 +103,11 @@ static void walk_field_start(void *state, char *fname, bool isnull);
 static void walk_element_start(void *state, bool isnull);
 static void walk_scalar(void *state, char *token, JsonTokenType tokentype);
 static void parse_json(const char *body, size_t len, const char *content_path,
-					   ChatAnswer *answer, ResponseWalk *walk);
+					   MemoryContext strings_memory, ChatAnswer *answer,
+					   ResponseWalk *walk);
+static void take_content(ResponseWalk *walk);
 static bool number_storable(const char *token);
+static int	token_count(const char *token);
 static void take_event(StreamAssembly *stream, const char *data, size_t len);
 static char *copy_or_null(const char *value);
 static char *utf8_to_server(char *utf8);
@@ -175,7 +196,8 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 {
 	ResponseWalk walk;
 
-	parse_json(body, len, MESSAGE_CONTENT_PATH, answer, &walk);
+	parse_json(body, len, MESSAGE_CONTENT_PATH, CurrentMemoryContext, answer,
+			   &walk);
 	if (answer->problem == NULL && walk.nchoices == 0)
 		answer->problem = "response has no choices";
 	if (answer->problem)
@@ -191,15 +213,19 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 /*
  * Walk one JSON document, filling answer with the fields we know (content
  * from content_path) and walk with what was seen.  answer->problem is set
- * when the document is not a usable JSON object without an error.
+ * when the document is not a usable JSON object without an error.  The
+ * content's buffer, walk->content, is made in strings_memory; the caller
+ * owns it.
  */
 static void
 parse_json(const char *body, size_t len, const char *content_path,
-		   ChatAnswer *answer, ResponseWalk *walk)
+		   MemoryContext strings_memory, ChatAnswer *answer,
+		   ResponseWalk *walk)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType result;
+	MemoryContext old_context;
 
 	memset(answer, 0, sizeof(*answer));
 	answer->prompt_tokens = -1;
@@ -207,6 +233,7 @@ parse_json(const char *body, size_t len, const char *content_path,
 	memset(walk, 0, sizeof(*walk));
 	walk->answer = answer;
 	walk->content_path = content_path;
+	walk->strings_memory = strings_memory;
 
 	if (body == NULL || len == 0)
 	{
@@ -234,8 +261,18 @@ parse_json(const char *body, size_t len, const char *content_path,
 	sem.array_element_start = walk_element_start;
 	sem.scalar = walk_scalar;
 
-	/* escapes are decoded to UTF-8; utf8_to_server validates the result */
+	/*
+	 * Escapes are decoded to UTF-8; utf8_to_server validates the result.
+	 * Strings are decoded into strval, which is ours (jsonapi.h): made in
+	 * strings_memory so that take_content can keep its buffer, and freed
+	 * after the parse.
+	 */
 	lex = makeJsonLexContextCstringLen((char *) body, (int) len, PG_UTF8, true);
+	pfree(lex->strval->data);
+	old_context = MemoryContextSwitchTo(strings_memory);
+	initStringInfo(lex->strval);
+	MemoryContextSwitchTo(old_context);
+	walk->lex = lex;
 	result = pg_parse_json(lex, &sem);
 
 	if (result != JSON_SUCCESS)
@@ -247,6 +284,7 @@ parse_json(const char *body, size_t len, const char *content_path,
 		answer->problem = "response has a number out of range";
 	else if (answer->error_message || answer->error_type || answer->error_code)
 		answer->problem = "response carries an error";
+	pfree(lex->strval->data);
 }
 
 /*
@@ -360,13 +398,43 @@ walk_container_end(void *state)
 	walk->depth--;
 }
 
-/* Semantic action: a field of the innermost object begins. */
+/*
+ * Semantic action: a field of the innermost object begins.  The lexer has
+ * already decoded its value when that is a string.
+ */
 static void
 walk_field_start(void *state, char *fname, bool isnull)
 {
 	ResponseWalk *walk = (ResponseWalk *) state;
+	char		path[MAX_PATH_LEN + 1];
 
 	walk->levels[walk->depth - 1].key = fname;
+	if (walk->lex->token_type != JSON_TOKEN_STRING)
+		return;
+	value_path(walk, path);
+	if (strcmp(path, walk->content_path) == 0)
+		take_content(walk);
+}
+
+/*
+ * Take the string the lexer has just decoded, the value at the content
+ * path, out of the lexer: its buffer becomes walk->content and the lexer
+ * starts a new one, so the answer's text is not copied.  (The scalar
+ * action then sees an empty string.)
+ */
+static void
+take_content(ResponseWalk *walk)
+{
+	StringInfo	strval = walk->lex->strval;
+	MemoryContext old_context;
+
+	/* of a repeated key the last value counts, as in jsonb */
+	if (walk->content.data)
+		pfree(walk->content.data);
+	walk->content = *strval;
+	old_context = MemoryContextSwitchTo(walk->strings_memory);
+	initStringInfo(strval);
+	MemoryContextSwitchTo(old_context);
 }
 
 /* Semantic action: an element of the innermost array begins. */
@@ -401,8 +469,10 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 	{
 		if (is_string)
 		{
+			/* walk_field_start took the text */
+			Assert(walk->content.data != NULL);
 			walk->content_seen = true;
-			answer->content = utf8_to_server(token);
+			answer->content = utf8_to_server(walk->content.data);
 		}
 		else if (!is_null)
 			walk->content_wrong_type = true;
@@ -413,10 +483,10 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 		answer->model = utf8_to_server(token);
 	else if (strcmp(path, "usage.prompt_tokens") == 0 &&
 			 tokentype == JSON_TOKEN_NUMBER)
-		answer->prompt_tokens = (int) Min(strtol(token, NULL, 10), INT_MAX);
+		answer->prompt_tokens = token_count(token);
 	else if (strcmp(path, "usage.completion_tokens") == 0 &&
 			 tokentype == JSON_TOKEN_NUMBER)
-		answer->completion_tokens = (int) Min(strtol(token, NULL, 10), INT_MAX);
+		answer->completion_tokens = token_count(token);
 	else if ((strcmp(path, "error.message") == 0 ||
 			  strcmp(path, "error") == 0) && is_string)
 		answer->error_message = utf8_to_server(token);
@@ -426,16 +496,43 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 		answer->error_code = utf8_to_server(token);
 }
 
-/* Can jsonb store this number literal without an error? */
+/*
+ * Can jsonb store this number literal without an error?  An exponent
+ * beyond what strtol can hold saturates at LONG_MIN or LONG_MAX, which is
+ * out of range too.
+ */
 static bool
 number_storable(const char *token)
 {
 	const char *exponent = strpbrk(token, "eE");
+	long		value;
 
 	if (strlen(token) > MAX_NUMBER_LEN)
 		return false;
-	return exponent == NULL ||
-		labs(strtol(exponent + 1, NULL, 10)) <= MAX_JSON_EXPONENT;
+	if (exponent == NULL)
+		return true;
+	value = strtol(exponent + 1, NULL, 10);
+	return value >= -MAX_JSON_EXPONENT && value <= MAX_JSON_EXPONENT;
+}
+
+/*
+ * A token count from the usage object, or -1 (unknown) when the number is
+ * not a count: negative, fractional, in exponent form, or beyond int.
+ */
+static int
+token_count(const char *token)
+{
+	const char *p;
+	long		value;
+
+	for (p = token; *p; p++)
+		if (!isdigit((unsigned char) *p))
+			return -1;
+	errno = 0;
+	value = strtol(token, NULL, 10);
+	if (errno != 0 || value > INT_MAX)
+		return -1;
+	return (int) value;
 }
 
 /* Start assembling a stream whose content may grow to max_content bytes. */
@@ -455,31 +552,48 @@ wire_stream_init(StreamAssembly *stream, size_t max_content)
 
 /*
  * Take every complete event from the front of buf into the assembly and
- * return how many bytes were used; the caller drops them.  An event ends
+ * return how many bytes were used; the caller drops them, and passes the
+ * rest again, with more bytes after it, on the next call.  An event ends
  * with a blank line; lines end with "\n", "\r\n" or "\r".  With at_end the
  * stream is over, so a last event without its blank line counts too.
  * Comment lines (":" keep-alives) and fields other than data are skipped.
+ *
+ * The bytes of the unfinished event are rewritten: its data lines are
+ * joined at its start as they complete.  The assembly remembers how far
+ * the scan went, so no byte is looked at twice.
  */
 size_t
-wire_stream_feed(StreamAssembly *stream, const char *buf, size_t len,
-				 bool at_end)
+wire_stream_feed(StreamAssembly *stream, char *buf, size_t len, bool at_end)
 {
-	StringInfoData data;
 	size_t		used = 0;		/* bytes of the events taken */
-	size_t		pos = 0;		/* start of the next line */
-	bool		has_data = false;
+	size_t		pos;			/* start of the next line */
 
-	initStringInfo(&data);
+	if (len == 0 && !at_end)
+		return 0;
+	if (!stream->started)
+	{
+		size_t		n = Min(len, UTF8_BOM_LEN);
+
+		/* what may yet be a byte order mark waits for its other bytes */
+		if (n < UTF8_BOM_LEN && !at_end && memcmp(buf, UTF8_BOM, n) == 0)
+			return 0;
+		if (n == UTF8_BOM_LEN && memcmp(buf, UTF8_BOM, n) == 0)
+			used = UTF8_BOM_LEN;
+		stream->started = true;
+	}
+
+	pos = used + stream->scanned;
 	for (;;)
 	{
-		const char *line = buf + pos;
-		size_t		line_len = 0;
+		char	   *line = buf + pos;
+		size_t		line_len = stream->line_scanned;
 		size_t		end_len = 0;
 		bool		last = false;
 
 		while (pos + line_len < len && line[line_len] != '\n' &&
 			   line[line_len] != '\r')
 			line_len++;
+		stream->line_scanned = line_len;
 		if (pos + line_len == len)
 		{
 			/* no line end yet: wait for more, unless the stream is over */
@@ -499,41 +613,54 @@ wire_stream_feed(StreamAssembly *stream, const char *buf, size_t len,
 		if (line_len >= 5 && memcmp(line, "data:", 5) == 0)
 		{
 			size_t		skip = (line_len > 5 && line[5] == ' ') ? 6 : 5;
+			char	   *joined = buf + used + stream->data_len;
 
-			if (has_data)
-				appendStringInfoChar(&data, '\n');
-			appendBinaryStringInfo(&data, line + skip, line_len - skip);
-			has_data = true;
+			/* the joined data never overtakes the line being read */
+			if (stream->has_data)
+			{
+				*joined++ = '\n';
+				stream->data_len++;
+			}
+			memmove(joined, line + skip, line_len - skip);
+			stream->data_len += line_len - skip;
+			stream->has_data = true;
 		}
 		pos += line_len + end_len;
+		stream->line_scanned = 0;
 
 		/* a blank line, or the end of the stream, ends the event */
 		if (line_len == 0 || last)
 		{
-			if (has_data)
-				take_event(stream, data.data, data.len);
-			resetStringInfo(&data);
-			has_data = false;
+			if (stream->has_data)
+				take_event(stream, buf + used, stream->data_len);
+			stream->has_data = false;
+			stream->data_len = 0;
 			used = pos;
 		}
 		if (last || pos == len)
 			break;
 	}
+	stream->scanned = pos - used;
+
 	/* a stream that is over ends its last event, blank line or not */
 	if (at_end)
 	{
-		if (has_data)
-			take_event(stream, data.data, data.len);
+		if (stream->has_data)
+			take_event(stream, buf + used, stream->data_len);
+		stream->has_data = false;
+		stream->data_len = 0;
+		stream->scanned = 0;
+		stream->line_scanned = 0;
 		used = len;
 	}
-	pfree(data.data);
 	return used;
 }
 
 /*
  * Fold one event's data into the assembly.  The event is parsed in its own
  * memory, reset afterwards, so a long stream does not grow with its events;
- * what the assembly keeps is copied out.
+ * what the assembly keeps is copied out, except the text, whose buffer
+ * becomes the assembled content when it is the first text.
  */
 static void
 take_event(StreamAssembly *stream, const char *data, size_t len)
@@ -552,7 +679,7 @@ take_event(StreamAssembly *stream, const char *data, size_t len)
 	}
 
 	old_context = MemoryContextSwitchTo(stream->event_memory);
-	parse_json(data, len, DELTA_CONTENT_PATH, &chunk, &walk);
+	parse_json(data, len, DELTA_CONTENT_PATH, stream->memory, &chunk, &walk);
 	MemoryContextSwitchTo(stream->memory);
 	if (chunk.error_message || chunk.error_type || chunk.error_code)
 	{
@@ -569,7 +696,15 @@ take_event(StreamAssembly *stream, const char *data, size_t len)
 		stream->problem = "streamed content larger than ai_resilience.max_response_bytes";
 	else
 	{
-		if (chunk.content)
+		if (chunk.content && stream->content.len == 0 &&
+			chunk.content == walk.content.data)
+		{
+			/* the first text: keep its buffer rather than copy it */
+			pfree(stream->content.data);
+			stream->content = walk.content;
+			walk.content.data = NULL;
+		}
+		else if (chunk.content)
 			appendStringInfoString(&stream->content, chunk.content);
 		if (chunk.finish_reason)
 			stream->finish_reason = pstrdup(chunk.finish_reason);
@@ -581,6 +716,8 @@ take_event(StreamAssembly *stream, const char *data, size_t len)
 		if (chunk.completion_tokens >= 0)
 			stream->completion_tokens = chunk.completion_tokens;
 	}
+	if (walk.content.data)
+		pfree(walk.content.data);
 	MemoryContextSwitchTo(old_context);
 	MemoryContextReset(stream->event_memory);
 }
@@ -616,10 +753,11 @@ wire_stream_response(const StreamAssembly *stream)
 	else
 		appendStringInfoString(&out, "null");
 	appendStringInfoString(&out, "}]");
+	/* each count fits in int, their sum may not */
 	if (stream->prompt_tokens >= 0 && stream->completion_tokens >= 0)
-		appendStringInfo(&out, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
+		appendStringInfo(&out, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":" INT64_FORMAT "}",
 						 stream->prompt_tokens, stream->completion_tokens,
-						 stream->prompt_tokens + stream->completion_tokens);
+						 (int64) stream->prompt_tokens + stream->completion_tokens);
 	appendStringInfoChar(&out, '}');
 	return out.data;
 }

@@ -29,7 +29,7 @@ typedef struct ChatAnswer
 	char	   *content;		/* choices[0].message.content */
 	char	   *finish_reason;	/* choices[0].finish_reason */
 	char	   *model;			/* the model that answered */
-	int			prompt_tokens;	/* usage; -1 when absent */
+	int			prompt_tokens;	/* usage; -1 when absent or not a count */
 	int			completion_tokens;
 	char	   *error_message;	/* error.message (or error as a string) */
 	char	   *error_type;		/* error.type */
@@ -51,6 +51,11 @@ typedef struct StreamAssembly
 	int			prompt_tokens;	/* from the usage chunk; -1 when absent */
 	int			completion_tokens;
 	bool		done;			/* "data: [DONE]" arrived */
+	bool		started;		/* the stream's first bytes were looked at */
+	size_t		scanned;		/* bytes of the unfinished event scanned */
+	size_t		line_scanned;	/* of which in its unfinished line */
+	size_t		data_len;		/* its data so far, joined at its start */
+	bool		has_data;		/* it has a data line */
 	char	   *error_message;	/* an event carried an error */
 	char	   *error_type;
 	char	   *error_code;
@@ -67,7 +72,7 @@ extern char *wire_build_full_request(Jsonb *request, const char *model,
 extern void wire_parse_chat_response(const char *body, size_t len,
 									 ChatAnswer *answer);
 extern void wire_stream_init(StreamAssembly *stream, size_t max_content);
-extern size_t wire_stream_feed(StreamAssembly *stream, const char *buf,
+extern size_t wire_stream_feed(StreamAssembly *stream, char *buf,
 							   size_t len, bool at_end);
 extern char *wire_stream_response(const StreamAssembly *stream);
 extern char *wire_response_text(const char *body, size_t len);

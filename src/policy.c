@@ -27,7 +27,10 @@
 
 static bool text_contains_nocase(const char *haystack, const char *needle);
 static bool is_billing_code(const char *code);
-static int64_t parse_http_date(const char *text);
+static bool decimal_number(const char *text, bool allow_fraction,
+						   double *value);
+static int	month_number(const char *name);
+static int64_t parse_http_date(const char *text, time_t now);
 
 /* Names stored in ai_call_log.error_class, indexed by AttemptClass. */
 static const char *const class_names[] = {
@@ -214,36 +217,32 @@ policy_backoff_ms(const RetrySettings *settings, int retries_taken,
  * The server's requested wait in milliseconds, or -1 when it asked for none.
  * retry-after-ms (float milliseconds) wins over Retry-After (seconds or an
  * HTTP date).  Zero, negative and unparsable values are ignored, as the
- * OpenAI SDKs do.
+ * OpenAI SDKs do.  Only decimal notation counts as a number: strtod alone
+ * would also read "0x2", "inf" or " 2".
  */
 int
 policy_retry_after_ms(const char *retry_after_ms_header,
 					  const char *retry_after_header, time_t now)
 {
-	char	   *end;
 	double		value;
 
-	if (retry_after_ms_header && *retry_after_ms_header)
-	{
-		value = strtod(retry_after_ms_header, &end);
-		if (end != retry_after_ms_header && *end == '\0' &&
-			isfinite(value) && value > 0)
-			return value >= INT_MAX ? INT_MAX : (int) ceil(value);
-	}
+	if (retry_after_ms_header &&
+		decimal_number(retry_after_ms_header, true, &value) && value > 0)
+		return value >= INT_MAX ? INT_MAX : (int) ceil(value);
 
 	if (retry_after_header && *retry_after_header)
 	{
 		int64_t		when;
 
-		value = strtod(retry_after_header, &end);
-		if (end != retry_after_header && *end == '\0')
+		/* delay-seconds is 1*DIGIT (RFC 9110 section 10.2.3) */
+		if (decimal_number(retry_after_header, false, &value))
 		{
-			if (isfinite(value) && value > 0)
+			if (value > 0)
 				return value >= INT_MAX / 1000.0 ? INT_MAX :
 					(int) ceil(value * 1000.0);
 			return -1;
 		}
-		when = parse_http_date(retry_after_header);
+		when = parse_http_date(retry_after_header, now);
 		if (when > (int64_t) now)
 		{
 			int64_t		ms = (when - (int64_t) now) * 1000;
@@ -252,6 +251,43 @@ policy_retry_after_ms(const char *retry_after_ms_header,
 		}
 	}
 	return -1;
+}
+
+/*
+ * Read text as a number written in decimal: digits, and with
+ * allow_fraction an optional fraction and exponent ("12.5", "1e3").  No
+ * sign, no white space, no hexadecimal, infinity or NaN.  Returns whether
+ * all of text is such a number, and its value in *value.
+ */
+static bool
+decimal_number(const char *text, bool allow_fraction, double *value)
+{
+	const char *p = text;
+
+	if (!isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p))
+		p++;
+	if (allow_fraction && *p == '.')
+	{
+		p++;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	if (allow_fraction && (*p == 'e' || *p == 'E'))
+	{
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!isdigit((unsigned char) *p))
+			return false;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	if (*p != '\0')
+		return false;
+	*value = strtod(text, NULL);
+	return true;
 }
 
 /*
@@ -309,16 +345,23 @@ policy_decide(AttemptClass cls, bool retryable, int retries_taken,
  * Should the next attempt on a route stream?  A non-streaming attempt that
  * got no response in time (a gateway's 524, or our first-byte timeout) is
  * likely a long generation cut by a proxy's read timeout; streaming keeps
- * bytes flowing through it.  Otherwise the attempt's own choice stands.
+ * bytes flowing through it.  A streamed attempt that such a switch started
+ * and that got an HTTP error status (so no event at all) goes back to the
+ * route's default: the error is not the stream's doing, and the route may
+ * not stream well.  Otherwise the attempt's own choice stands.
  */
 bool
 policy_stream_next(AttemptClass cls, int http_status, bool was_streaming,
-				   bool stream_on_timeout)
+				   bool stream_by_default, bool stream_on_timeout)
 {
-	if (was_streaming || !stream_on_timeout)
-		return was_streaming;
-	return cls == CLASS_FIRST_BYTE_TIMEOUT ||
-		(cls == CLASS_TIMEOUT && http_status == 524);
+	if (stream_on_timeout &&
+		(cls == CLASS_FIRST_BYTE_TIMEOUT ||
+		 (cls == CLASS_TIMEOUT && http_status == 524)))
+		return true;
+	if (was_streaming && http_status > 0 &&
+		(http_status < 200 || http_status >= 300))
+		return stream_by_default;
+	return was_streaming;
 }
 
 /*
@@ -381,15 +424,34 @@ is_billing_code(const char *code)
 	return false;
 }
 
-/*
- * Parse an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", the form RFC 9110
- * requires senders to use) into seconds since the epoch; -1 if malformed.
- */
-static int64_t
-parse_http_date(const char *text)
+/* The number (1-12) of an English month abbreviation, or 0. */
+static int
+month_number(const char *name)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	char		weekday[4],
+	const char *found;
+
+	if (strlen(name) != 3)
+		return 0;
+	found = strstr(months, name);
+	if (found == NULL || (found - months) % 3 != 0)
+		return 0;
+	return (int) (found - months) / 3 + 1;
+}
+
+/*
+ * Parse an HTTP-date into seconds since the epoch; -1 if malformed.  RFC
+ * 9110 section 5.6.7 has recipients accept three forms:
+ *	IMF-fixdate	"Sun, 06 Nov 1994 08:49:37 GMT" (what senders must use)
+ *	RFC 850		"Sunday, 06-Nov-94 08:49:37 GMT"
+ *	asctime		"Sun Nov  6 08:49:37 1994"
+ * An RFC 850 two-digit year more than 50 years after now's year is taken
+ * from the century before, as the RFC asks.
+ */
+static int64_t
+parse_http_date(const char *text, time_t now)
+{
+	char		weekday[10],
 				month[4],
 				zone[4];
 	int			day,
@@ -398,7 +460,6 @@ parse_http_date(const char *text)
 				minute,
 				second,
 				consumed = 0;
-	const char *found;
 	int			m;
 	int64_t		y,
 				era,
@@ -407,17 +468,41 @@ parse_http_date(const char *text)
 				doe,
 				days;
 
-	if (sscanf(text, "%3s, %2d %3s %4d %2d:%2d:%2d %3s%n", weekday, &day, month,
-			   &year, &hour, &minute, &second, zone, &consumed) != 8 ||
-		text[consumed] != '\0' || strcmp(zone, "GMT") != 0 ||
-		strlen(weekday) != 3 || strlen(month) != 3)
+	if (sscanf(text, "%3[A-Za-z], %2d %3s %4d %2d:%2d:%2d %3s%n", weekday,
+			   &day, month, &year, &hour, &minute, &second, zone,
+			   &consumed) == 8 && text[consumed] == '\0' &&
+		strlen(weekday) == 3)
+	{
+		/* IMF-fixdate: nothing more to do */
+	}
+	else if (sscanf(text, "%9[A-Za-z], %2d-%3[A-Za-z]-%2d %2d:%2d:%2d %3s%n",
+					weekday, &day, month, &year, &hour, &minute, &second,
+					zone, &consumed) == 8 && text[consumed] == '\0' &&
+			 strlen(weekday) >= 6)
+	{
+		/* RFC 850: the year has two digits */
+		struct tm	today;
+		int			century;
+
+		if (gmtime_r(&now, &today) == NULL)
+			return -1;
+		century = (today.tm_year + 1900) / 100 * 100;
+		year += century;
+		if (year > today.tm_year + 1900 + 50)
+			year -= 100;
+	}
+	else if (sscanf(text, "%3[A-Za-z] %3[A-Za-z] %2d %2d:%2d:%2d %4d%n",
+					weekday, month, &day, &hour, &minute, &second, &year,
+					&consumed) == 7 && text[consumed] == '\0' &&
+			 strlen(weekday) == 3)
+		strcpy(zone, "GMT");	/* asctime: always GMT */
+	else
 		return -1;
-	found = strstr(months, month);
-	if (found == NULL || (found - months) % 3 != 0)
-		return -1;
-	m = (int) (found - months) / 3 + 1;
-	if (day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 ||
-		year < 1970)
+
+	m = month_number(month);
+	if (m == 0 || strcmp(zone, "GMT") != 0 ||
+		day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 ||
+		minute > 59 || second < 0 || second > 60 || year < 1970)
 		return -1;
 
 	/* days since 1970-01-01 of a proleptic Gregorian date */

@@ -122,7 +122,8 @@ extern RetryDecision policy_decide(AttemptClass cls, bool retryable,
 								   double random_fraction, int64_t ms_left,
 								   bool route_left);
 extern bool policy_stream_next(AttemptClass cls, int http_status,
-							   bool was_streaming, bool stream_on_timeout);
+							   bool was_streaming, bool stream_by_default,
+							   bool stream_on_timeout);
 extern void policy_route_at(int route_index, int nendpoints,
 							int *model_index, int *endpoint_index);
 extern const char *policy_class_name(AttemptClass cls);

@@ -13,7 +13,9 @@
  *
  * Streams: after every wait, what streaming attempts in flight received is
  * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
- * long stream holds only its text.
+ * long stream holds only its text.  A stream is complete at its [DONE]:
+ * the transfer is ended there, whatever the server does with the
+ * connection afterwards.
  *
  * Memory: each call has its own context, in which the source fills it in
  * and the sink sees it; the context is reset once the sink has returned and
@@ -244,13 +246,23 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 			for (i = 0; i < nfinished; i++)
 				complete_attempt(&run, (ChatCall *) finished[i]->caller_data);
 
-			/* take in what streams in flight have received so far */
+			/*
+			 * Take in what streams in flight have received so far.  After
+			 * [DONE] the answer is whole, whether the server closes the
+			 * connection or not.
+			 */
 			dlist_foreach_modify(iter, &run.active)
 			{
 				ChatCall   *call = dlist_container(ChatCall, node, iter.cur);
 
-				if (call->request != NULL && call->streaming)
-					feed_stream(call, false);
+				if (call->request == NULL || !call->streaming)
+					continue;
+				feed_stream(call, false);
+				if (call->stream.done)
+				{
+					transport_finish_early(call->request);
+					complete_attempt(&run, call);
+				}
 			}
 		}
 	}
@@ -446,6 +458,17 @@ read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts)
 	/* a stream that broke off still counts what it delivered: it is billed */
 	if (call->streaming && is_event_stream(request))
 		feed_stream(call, true);
+
+	/*
+	 * Once [DONE] has come the answer is whole: what the connection did
+	 * afterwards (went quiet, broke, sent too much) is not the attempt's
+	 * failure.
+	 */
+	if (call->stream.done)
+	{
+		request->failure = TRANSPORT_OK;
+		request->error[0] = '\0';
+	}
 	if (request->failure != TRANSPORT_OK)
 		return;
 
@@ -595,6 +618,7 @@ complete_attempt(RunState *run, ChatCall *call)
 			call->ready_at = TimestampTzPlusMilliseconds(now, decision.wait_ms);
 			call->stream_on_route = policy_stream_next(cls, (int) request->http_status,
 													   call->streaming,
+													   settings->stream,
 													   settings->stream_on_timeout);
 			break;
 		case OUTCOME_FALLBACK:

@@ -22,7 +22,8 @@
  *
  * Streaming: a caller may read a request's body while it is in flight
  * (between two transport_wait calls) and drop what it has used with
- * transport_consume, so a long stream never holds its whole body.
+ * transport_consume, so a long stream never holds its whole body, and may
+ * end it with transport_finish_early once it has all it needs.
  *
  * Callback rules: libcurl calls back into this file (socket, timer, write,
  * header) from inside curl_multi_socket_action.  Those callbacks never
@@ -57,6 +58,9 @@ StaticAssertDecl(TRANSPORT_ERROR_SIZE >= CURL_ERROR_SIZE,
 
 /* Most socket readiness events taken from epoll in one go. */
 #define EPOLL_BATCH		64
+
+/* A response buffer larger than this is freed once it is empty. */
+#define TRANSPORT_KEEP_BUFFER	(64 * 1024)
 
 /* User-Agent sent with every request. */
 #define AIR_USER_AGENT	"pg_ai_resilience/" PGAIR_VERSION
@@ -294,12 +298,22 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 
 /*
  * Drop the first len bytes of a request's body, which the caller has used.
- * The request may be in flight.
+ * The request may be in flight.  A large buffer left empty is freed: after
+ * a big event its memory is better used for what the caller makes of it.
  */
 void
 transport_consume(TransportRequest *request, size_t len)
 {
 	Assert(len <= request->response_len);
+	if (len == request->response_len &&
+		request->response_capacity > TRANSPORT_KEEP_BUFFER)
+	{
+		pfree(request->response);
+		request->response = NULL;
+		request->response_capacity = 0;
+		request->response_len = 0;
+		return;
+	}
 	if (len < request->response_len)
 		memmove(request->response, request->response + len,
 				request->response_len - len);
@@ -317,6 +331,27 @@ transport_release_response(TransportRequest *request)
 	request->response = NULL;
 	request->response_len = 0;
 	request->response_capacity = 0;
+}
+
+/*
+ * End a request in flight of which the caller needs nothing more (a stream
+ * whose last event has come while the server keeps the connection open),
+ * as finished without failure.  Its connection is closed: the response on
+ * it is unfinished.
+ */
+void
+transport_finish_early(TransportRequest *request)
+{
+	long		connects = 0;
+
+	curl_easy_getinfo(request->easy, CURLINFO_NUM_CONNECTS, &connects);
+	request->failure = TRANSPORT_OK;
+	request->http_status = request->status_seen;
+	request->new_connection = connects > 0;
+	request->elapsed_us = GetCurrentTimestamp() - request->started_at;
+	curl_multi_remove_handle(air_multi, request->easy);
+	release_easy_handle(request);
+	air_in_flight_count--;
 }
 
 /*

@@ -70,6 +70,7 @@ extern int	transport_wait(long timeout_ms, TransportRequest **finished,
 						   int max_finished);
 extern void transport_consume(TransportRequest *request, size_t len);
 extern void transport_release_response(TransportRequest *request);
+extern void transport_finish_early(TransportRequest *request);
 extern void transport_abort_all(void);
 extern int	transport_in_flight(void);
 

@@ -52,6 +52,7 @@
 #define SIM_MAX_BIGREPLY	(512L * 1024 * 1024)	/* cap for bigreply-<bytes> */
 #define SIM_MAX_MS			86400000L			/* cap for any delay option */
 #define SIM_INLINE_BODY		1024				/* bodies up to this need no malloc */
+#define SIM_TRICKLE_BYTES	(16 * 1024)			/* a trickled stream's writes */
 
 /* ----------------------------------------------------------------
  *		configuration and global state
@@ -658,6 +659,7 @@ typedef enum BehaviourKind
 	B_CONTEXT,
 	B_CONTENTPOLICY,
 	B_FLAKY,					/* arg = failing attempts, arg2 = status */
+	B_TWOSTEP,					/* arg = first status, arg2 = second */
 	B_HANG,
 	B_CUT,
 	B_MALFORMED,
@@ -704,6 +706,15 @@ typedef struct Behaviour
 	long		arg2;
 } Behaviour;
 
+/* Token counts the usage object reports (hostile values for the client). */
+typedef enum UsageKind
+{
+	USAGE_COUNTED,				/* the word counts */
+	USAGE_NEGATIVE,				/* -4294967295 and -3 */
+	USAGE_MAX,					/* INT_MAX twice: the sum overflows int32 */
+	USAGE_OVERFLOW				/* beyond int64 and beyond int32 */
+} UsageKind;
+
 typedef struct Options
 {
 	long		latency_ms;
@@ -711,7 +722,29 @@ typedef struct Options
 	long		chunkdelay_ms;
 	bool		utf8;
 	bool		crlf;
+	bool		bom;			/* streaming: a UTF-8 BOM first */
+	bool		oneevent;		/* streaming: all content in one event */
+	bool		doneopen;		/* streaming: stay open after [DONE] */
+	bool		multiline;		/* streaming: each chunk on two data lines */
+	bool		trickle;		/* streaming: events in small timed pieces */
+	bool		hugenumber;		/* a number no numeric type can hold */
+	UsageKind	usage;
 } Options;
+
+/*
+ * Parse "<num>-<status>": num up to maxv, status 100..599.  False if
+ * malformed.
+ */
+static bool
+parse_num_status(const char *s, size_t n, long maxv, long *num, long *status)
+{
+	const char *dash = memchr(s, '-', n);
+
+	return dash != NULL &&
+		parse_num(s, (size_t) (dash - s), maxv, num) &&
+		parse_num(dash + 1, n - (size_t) (dash - s) - 1, 599, status) &&
+		*status >= 100;
+}
 
 /*
  * Parse one behaviour token.  Returns true only for listed behaviours (with
@@ -772,19 +805,19 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 	ARG_BEHAVIOUR("streamstall-", B_STREAMSTALL, SIM_MAX_MS);
 	ARG_BEHAVIOUR("bigreply-", B_BIGREPLY, SIM_MAX_BIGREPLY);
 #undef ARG_BEHAVIOUR
+	if (has_prefix(s, n, "twostep-"))
+	{
+		b->kind = B_TWOSTEP;
+		return parse_num_status(s + 8, n - 8, 599, &b->arg, &b->arg2) &&
+			b->arg >= 100;
+	}
 	if (has_prefix(s, n, "flaky-"))
 	{
-		const char *a = s + 6;
-		size_t		an = n - 6;
-		const char *dash = memchr(a, '-', an);
-
 		b->kind = B_FLAKY;
 		b->arg2 = 500;
-		if (dash == NULL)
-			return parse_num(a, an, 999999999L, &b->arg);
-		return parse_num(a, (size_t) (dash - a), 999999999L, &b->arg) &&
-			parse_num(dash + 1, an - (size_t) (dash - a) - 1, 599, &b->arg2) &&
-			b->arg2 >= 100;
+		if (memchr(s + 6, '-', n - 6) == NULL)
+			return parse_num(s + 6, n - 6, 999999999L, &b->arg);
+		return parse_num_status(s + 6, n - 6, 999999999L, &b->arg, &b->arg2);
 	}
 	return false;
 }
@@ -805,6 +838,24 @@ parse_option(const char *s, size_t n, Options *o)
 		o->utf8 = true;
 	else if (equals(s, n, "crlf"))
 		o->crlf = true;
+	else if (equals(s, n, "bom"))
+		o->bom = true;
+	else if (equals(s, n, "oneevent"))
+		o->oneevent = true;
+	else if (equals(s, n, "doneopen"))
+		o->doneopen = true;
+	else if (equals(s, n, "multiline"))
+		o->multiline = true;
+	else if (equals(s, n, "trickle"))
+		o->trickle = true;
+	else if (equals(s, n, "hugenumber"))
+		o->hugenumber = true;
+	else if (equals(s, n, "usage-negative"))
+		o->usage = USAGE_NEGATIVE;
+	else if (equals(s, n, "usage-max"))
+		o->usage = USAGE_MAX;
+	else if (equals(s, n, "usage-overflow"))
+		o->usage = USAGE_OVERFLOW;
 }
 
 /* Split a model name into its behaviour and options. */
@@ -814,11 +865,8 @@ parse_model(const char *m, size_t n, Behaviour *b, Options *o)
 	const char *plus = memchr(m, '+', n);
 	size_t		first = plus ? (size_t) (plus - m) : n;
 
-	o->latency_ms = 0;
+	memset(o, 0, sizeof(*o));	/* every option off */
 	o->tokens = -1;
-	o->chunkdelay_ms = 0;
-	o->utf8 = false;
-	o->crlf = false;
 	if (!parse_behaviour(m, first, b))
 	{
 		b->kind = B_OK;
@@ -1273,10 +1321,39 @@ typedef enum ContentShape
 	SHAPE_NULL
 } ContentShape;
 
+/* The text a number no numeric type can hold: 1e-99999999999999999999. */
+#define HUGE_NUMBER		"1e-99999999999999999999"
+
+/* Write the usage object, with the token counts the options ask for. */
+static void
+sb_usage(SBuf *sb, long ptok, long ctok, const Options *o)
+{
+	switch (o->usage)
+	{
+		case USAGE_COUNTED:
+			sb_printf(sb, "{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
+					  "\"total_tokens\":%ld}", ptok, ctok, ptok + ctok);
+			break;
+		case USAGE_NEGATIVE:
+			sb_puts(sb, "{\"prompt_tokens\":-4294967295,\"completion_tokens\":-3,"
+					"\"total_tokens\":-4294967298}");
+			break;
+		case USAGE_MAX:
+			sb_puts(sb, "{\"prompt_tokens\":2147483647,\"completion_tokens\":2147483647,"
+					"\"total_tokens\":4294967294}");
+			break;
+		case USAGE_OVERFLOW:
+			sb_puts(sb, "{\"prompt_tokens\":99999999999999999999,"
+					"\"completion_tokens\":2147483648,"
+					"\"total_tokens\":100000000002147483647}");
+			break;
+	}
+}
+
 /* Write the plain (non-streamed) chat.completion JSON. */
 static void
 completion_json(SBuf *sb, uint64_t seq, const char *model, const SBuf *content,
-				ContentShape shape, long ptok)
+				ContentShape shape, long ptok, const Options *o)
 {
 	long		ctok = shape == SHAPE_TEXT ? count_words(content->data, content->len) : 0;
 
@@ -1297,8 +1374,11 @@ completion_json(SBuf *sb, uint64_t seq, const char *model, const SBuf *content,
 			sb_puts(sb, "null");
 		sb_puts(sb, "},\"finish_reason\":\"stop\"}]");
 	}
-	sb_printf(sb, ",\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-			  "\"total_tokens\":%ld}}", ptok, ctok, ptok + ctok);
+	if (o->hugenumber)
+		sb_puts(sb, ",\"sim_score\":" HUGE_NUMBER);
+	sb_puts(sb, ",\"usage\":");
+	sb_usage(sb, ptok, ctok, o);
+	sb_puts(sb, "}");
 }
 
 /* ----------------------------------------------------------------
@@ -1341,6 +1421,8 @@ cut_free(void *cls)
  *		streamed (SSE) answers
  * ----------------------------------------------------------------
  */
+static void wait_until_closed(int fd);
+
 typedef struct StreamState
 {
 	SBuf		bytes;			/* all events, back to back */
@@ -1353,6 +1435,8 @@ typedef struct StreamState
 	size_t		off;			/* bytes handed to MHD so far */
 	bool		split_pause;	/* sleep between the halves of a split event */
 	bool		fail_at_end;	/* END_WITH_ERROR instead of a clean end */
+	int			hold_fd;		/* >= 0: stay open on this socket at the end */
+	bool		trickle;		/* SIM_TRICKLE_BYTES per write, 1 ms apart */
 } StreamState;
 
 /* Close the event that was appended to st->bytes since the previous one. */
@@ -1384,6 +1468,12 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	(void) pos;
 	if (atomic_load(&stopping))
 		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (st->cur >= st->nev && st->hold_fd >= 0)
+	{
+		/* everything was sent; keep the connection open, ending nothing */
+		wait_until_closed(st->hold_fd);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	if (st->cur >= st->nev)
 		return st->fail_at_end ? MHD_CONTENT_READER_END_WITH_ERROR :
 			MHD_CONTENT_READER_END_OF_STREAM;
@@ -1405,6 +1495,14 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	n = limit - st->off;
 	if (n > max)
 		n = max;
+	if (st->trickle)
+	{
+		/* every piece of an event after its first comes 1 ms later */
+		if (n > SIM_TRICKLE_BYTES)
+			n = SIM_TRICKLE_BYTES;
+		if (st->off > start && !sim_sleep_ms(1))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	memcpy(buf, st->bytes.data + st->off, n);
 	st->off += n;
 	if (st->off == st->ev_end[st->cur])
@@ -1425,14 +1523,21 @@ stream_free(void *cls)
 	free(st);
 }
 
-/* Start a "data: {chunk header" event up to and including "choices":. */
+/*
+ * Start a "data: {chunk header" event up to and including "choices":.  With
+ * multiline the rest of the chunk goes on a second data line, which a
+ * client joins to the first with a newline (white space to JSON).
+ */
 static void
-chunk_head(SBuf *sb, uint64_t seq, long long created, const char *model)
+chunk_head(SBuf *sb, uint64_t seq, long long created, const char *model,
+		   const Options *o)
 {
 	sb_printf(sb, "data: {\"id\":\"chatcmpl-sim-%" PRIu64 "\",\"object\":\"chat.completion.chunk\","
 			  "\"created\":%lld,\"model\":", seq, created);
 	sb_json_cstr(sb, model);
 	sb_puts(sb, ",\"choices\":");
+	if (o->multiline)
+		sb_printf(sb, "%sdata: ", o->crlf ? "\r\n" : "\n");
 }
 
 /*
@@ -1526,18 +1631,38 @@ build_stream(uint64_t seq, const char *model, const SBuf *content, const Options
 	const char *eol = o->crlf ? "\r\n" : "\n";
 	long long	created = (long long) time(NULL);
 	size_t	   *ends;
-	size_t		npieces = split_pieces(content, o->utf8, &ends);
-	size_t		limit = npieces;
+	size_t		npieces;
+	size_t		limit;
 	size_t		i;
 	long		ctok = count_words(content->data, content->len);
+
+	if (o->oneevent)
+	{
+		ends = xmalloc(sizeof(size_t));
+		ends[0] = content->len;
+		npieces = 1;
+	}
+	else
+		npieces = split_pieces(content, o->utf8, &ends);
+	limit = npieces;
 
 	memset(st, 0, sizeof(*st));
 	sb_init(&st->bytes, 512 + content->len * 2 + npieces * 200);
 	st->split_pause = o->utf8;
 	st->fail_at_end = kind == STREAM_CUT;
+	st->hold_fd = -1;
+	st->trickle = o->trickle;
 
-	/* comment line first, as some gateways send while processing */
-	sb_printf(&st->bytes, ": SIM PROCESSING%s%s", eol, eol);
+	if (o->bom)
+	{
+		/* a byte order mark straight before the first data line */
+		sb_puts(&st->bytes, "\xEF\xBB\xBF");
+	}
+	else
+	{
+		/* comment line first, as some gateways send while processing */
+		sb_printf(&st->bytes, ": SIM PROCESSING%s%s", eol, eol);
+	}
 	stream_end_event(st, 0, 0);
 
 	if (kind == STREAM_CUT && limit > 3)
@@ -1551,7 +1676,7 @@ build_stream(uint64_t seq, const char *model, const SBuf *content, const Options
 		size_t		split = 0;
 		long		delay = 0;
 
-		chunk_head(&st->bytes, seq, created, model);
+		chunk_head(&st->bytes, seq, created, model, o);
 		sb_puts(&st->bytes, i == 0 ?
 				"[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":" :
 				"[{\"index\":0,\"delta\":{\"content\":");
@@ -1590,16 +1715,17 @@ build_stream(uint64_t seq, const char *model, const SBuf *content, const Options
 	if (kind == STREAM_CUT)
 		return st;
 
-	chunk_head(&st->bytes, seq, created, model);
+	chunk_head(&st->bytes, seq, created, model, o);
 	sb_printf(&st->bytes, "[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
 			  "\"usage\":null}%s%s", eol, eol);
 	/* a stall on a one-piece content delays the final chunk instead */
 	stream_end_event(st, o->chunkdelay_ms + (limit <= 1 ? stall_ms : 0), 0);
 	if (include_usage)
 	{
-		chunk_head(&st->bytes, seq, created, model);
-		sb_printf(&st->bytes, "[],\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-				  "\"total_tokens\":%ld}}%s%s", ptok, ctok, ptok + ctok, eol, eol);
+		chunk_head(&st->bytes, seq, created, model, o);
+		sb_puts(&st->bytes, "[],\"usage\":");
+		sb_usage(&st->bytes, ptok, ctok, o);
+		sb_printf(&st->bytes, "}%s%s", eol, eol);
 		stream_end_event(st, o->chunkdelay_ms, 0);
 	}
 	sb_printf(&st->bytes, "data: [DONE]%s%s", eol, eol);
@@ -1683,19 +1809,27 @@ client_port(struct MHD_Connection *conn)
 	return 0;
 }
 
-/*
- * Keep the connection open without answering until the client closes it,
- * the server stops, or SIM_HANG_MAX_MS passes.  A zero-byte MSG_PEEK is the
- * only reliable way to see the peer's FIN without consuming its data.
- */
-static void
-hang_until_closed(struct MHD_Connection *conn)
+/* The socket of a connection, or -1. */
+static int
+connection_fd(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci ? ci->connect_fd : -1;
+}
+
+/*
+ * Keep a socket (-1: none, just sleep) open until the client closes it, the
+ * server stops, or SIM_HANG_MAX_MS passes.  A zero-byte MSG_PEEK is the
+ * only reliable way to see the peer's FIN without consuming its data.
+ */
+static void
+wait_until_closed(int fd)
+{
 	int64_t		deadline = now_ms() + SIM_HANG_MAX_MS;
 
-	if (ci == NULL)
+	if (fd < 0)
 	{
 		sim_sleep_ms(SIM_HANG_MAX_MS);
 		return;
@@ -1703,7 +1837,7 @@ hang_until_closed(struct MHD_Connection *conn)
 	while (now_ms() < deadline)
 	{
 		struct pollfd pfd[2] = {
-			{.fd = ci->connect_fd,.events = POLLIN},
+			{.fd = fd,.events = POLLIN},
 			{.fd = stop_pipe[0],.events = POLLIN},
 		};
 		int			rc = poll(pfd, 2, SIM_HANG_POLL_MS);
@@ -1717,7 +1851,7 @@ hang_until_closed(struct MHD_Connection *conn)
 		if (pfd[0].revents & POLLIN)
 		{
 			char		c;
-			ssize_t		n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+			ssize_t		n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
 			if (n == 0)
 				return;			/* orderly close by the client */
@@ -1728,6 +1862,13 @@ hang_until_closed(struct MHD_Connection *conn)
 				return;
 		}
 	}
+}
+
+/* Keep a connection open without answering (see wait_until_closed). */
+static void
+hang_until_closed(struct MHD_Connection *conn)
+{
+	wait_until_closed(connection_fd(conn));
 }
 
 /*
@@ -1990,6 +2131,14 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 				err.arg = b.arg2;
 			}
 			break;
+		case B_TWOSTEP:
+			if (ji.attempt <= 2)
+			{
+				kind = A_ERROR;
+				err.kind = B_STATUS;
+				err.arg = ji.attempt == 1 ? b.arg : b.arg2;
+			}
+			break;
 		case B_FORCERETRY:
 			if (ji.attempt <= 1)
 			{
@@ -2111,6 +2260,9 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 					StreamState *st = build_stream(seq, model, &content, &o, ptok,
 												   include_usage, sk, stall_ms);
 
+					if (o.doneopen && sk == STREAM_OK)
+						st->hold_fd = connection_fd(conn);
+
 					r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
 														  stream_reader, st, stream_free);
 					if (r == NULL)
@@ -2127,7 +2279,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 				{
 					CutState   *cs = xmalloc(sizeof(CutState));
 
-					completion_json(&cs->body, seq, model, &content, SHAPE_TEXT, ptok);
+					completion_json(&cs->body, seq, model, &content, SHAPE_TEXT, ptok, &o);
 					cs->half = cs->body.len / 2;
 					r = MHD_create_response_from_callback(cs->body.len, 64 * 1024,
 														  cut_reader, cs, cut_free);
@@ -2144,7 +2296,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 				completion_json(&body, seq, model, &content,
 								kind == A_EMPTY ? SHAPE_EMPTY_CHOICES :
 								kind == A_WRONGTYPE ? SHAPE_NUMBER :
-								kind == A_NULLCONTENT ? SHAPE_NULL : SHAPE_TEXT, ptok);
+								kind == A_NULLCONTENT ? SHAPE_NULL : SHAPE_TEXT, ptok, &o);
 				r = response_from_sbuf(&body);
 				break;
 		}

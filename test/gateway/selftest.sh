@@ -77,6 +77,15 @@ body_lacks() { ! grep -qF -- "$1" "$TMP/b"; }
 hdr_has() { tr -d '\r' < "$TMP/h" | grep -qiE -- "$1"; }
 hdr_lacks() { ! tr -d '\r' < "$TMP/h" | grep -qiE -- "$1"; }
 code_is() { [ "$CODE" = "$1" ]; }
+# three_codes MODEL PROMPT: the statuses of three chats in a row
+three_codes() {
+	local codes=
+	for _ in 1 2 3; do
+		chat "$1" "$2"
+		codes="$codes${codes:+ }$CODE"
+	done
+	echo "$codes"
+}
 
 reset_journal() { curl -s -m 5 -X POST -o /dev/null -w '%{http_code}' "$BASE/journal/reset"; }
 
@@ -140,12 +149,7 @@ check "forceretry attempt 1: 400 + x-should-retry: true" eval 'code_is 400 && hd
 chat forceretry same
 check "forceretry attempt 2: 200" code_is 200
 
-chat flaky-2-503 p1
-C1=$CODE
-chat flaky-2-503 p1
-C2=$CODE
-chat flaky-2-503 p1
-check "flaky-2-503: 503, 503, then 200" [ "$C1 $C2 $CODE" = "503 503 200" ]
+check "flaky-2-503: 503, 503, then 200" [ "$(three_codes flaky-2-503 p1)" = "503 503 200" ]
 chat flaky-2-503 p2
 check "flaky counts per prompt" code_is 503
 chat flaky-1 p1
@@ -193,6 +197,29 @@ START=$(date +%s%N)
 chat streamstall-400 "a b c" ',"stream":true'
 END=$(date +%s%N)
 check "streamstall-400: complete stream, ~400 ms stall" eval 'body_has "[DONE]" && [ $(( (END - START) / 1000000 )) -ge 400 ]'
+
+# hostile streams and numbers
+chat ok+bom "a" ',"stream":true'
+check "bom: a UTF-8 BOM straight before the first data line" eval '[ "$(head -c 9 "$TMP/b" | od -An -c | tr -s " ")" = " 357 273 277 d a t a : " ] && body_has "[DONE]"'
+chat ok+oneevent "a b c d e f" ',"stream":true'
+check "oneevent: all content in one event" eval 'body_has "\"content\":\"echo: a b c d e f\"" && [ "$(grep -c "\"content\"" "$TMP/b")" = 1 ]'
+chat ok+multiline "a" ',"stream":true'
+check "multiline: each chunk on two data lines" eval 'grep -q "\"choices\":$" "$TMP/b" && grep -q "^data: \[{\"index\":0,\"delta\":{}" "$TMP/b"'
+chat bigreply-100000+oneevent+trickle "a" ',"stream":true'
+check "trickle: a 100 kB event in pieces arrives whole" eval 'body_has "[DONE]" && [ "$(wc -c < "$TMP/b")" -gt 100000 ]'
+CODE=$(curl -s -m 1 -o "$TMP/b" -w '%{http_code}' --data-binary \
+	'{"model":"ok+doneopen","stream":true,"messages":[{"role":"user","content":"a"}]}' "$BASE/v1/chat/completions")
+RC=$?
+check "doneopen: [DONE], then the connection stays open" eval '[ $RC = 28 ] && body_has "data: [DONE]"'
+chat ok+usage-negative
+check "usage-negative: negative token counts" body_has '"usage":{"prompt_tokens":-4294967295,"completion_tokens":-3,'
+chat ok+usage-max "a" ',"stream":true,"stream_options":{"include_usage":true}'
+check "usage-max: counts of 2^31-1 in the usage chunk" body_has '"usage":{"prompt_tokens":2147483647,"completion_tokens":2147483647,'
+chat ok+usage-overflow
+check "usage-overflow: counts beyond int64 and int32" body_has '"prompt_tokens":99999999999999999999,"completion_tokens":2147483648,'
+chat ok+hugenumber
+check "hugenumber: a number out of every numeric range" body_has '"sim_score":1e-99999999999999999999,'
+check "twostep-524-500: 524, 500, then 200" [ "$(three_codes twostep-524-500 p3)" = "524 500 200" ]
 START=$(date +%s%N)
 chat ok+latency-300
 END=$(date +%s%N)

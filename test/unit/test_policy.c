@@ -171,18 +171,29 @@ test_classify(void)
 static void
 test_stream_next(void)
 {
-	check(policy_stream_next(CLASS_TIMEOUT, 524, false, true),
+	/* arguments: class, status, was streaming, streams by default, on timeout */
+	check(policy_stream_next(CLASS_TIMEOUT, 524, false, false, true),
 		  "a 524 makes the next attempt stream");
-	check(policy_stream_next(CLASS_FIRST_BYTE_TIMEOUT, 0, false, true),
+	check(policy_stream_next(CLASS_FIRST_BYTE_TIMEOUT, 0, false, false, true),
 		  "a first-byte timeout makes the next attempt stream");
-	check(!policy_stream_next(CLASS_TIMEOUT, 0, false, true),
+	check(!policy_stream_next(CLASS_TIMEOUT, 0, false, false, true),
 		  "a plain transfer timeout does not");
-	check(!policy_stream_next(CLASS_HTTP_5XX, 502, false, true),
+	check(!policy_stream_next(CLASS_HTTP_5XX, 502, false, false, true),
 		  "a 502 does not");
-	check(!policy_stream_next(CLASS_TIMEOUT, 524, false, false),
+	check(!policy_stream_next(CLASS_TIMEOUT, 524, false, false, false),
 		  "stream_on_timeout off: a 524 does not");
-	check(policy_stream_next(CLASS_HTTP_5XX, 500, true, false),
-		  "a streaming route keeps streaming");
+	check(policy_stream_next(CLASS_HTTP_5XX, 500, true, true, false),
+		  "a route that streams by default keeps streaming after a 500");
+	check(!policy_stream_next(CLASS_HTTP_5XX, 500, true, false, true),
+		  "a stream started by a 524 that gets a 500 goes back to not streaming");
+	check(!policy_stream_next(CLASS_RATE_LIMITED, 429, true, false, true),
+		  "likewise after a 429");
+	check(policy_stream_next(CLASS_TIMEOUT, 524, true, false, true),
+		  "a streamed attempt that gets a 524 again keeps streaming");
+	check(policy_stream_next(CLASS_STREAM_CUT, 200, true, false, true),
+		  "a stream that broke off after its 200 keeps streaming");
+	check(policy_stream_next(CLASS_RESET, 0, true, false, true),
+		  "a streamed attempt without any status keeps streaming");
 }
 
 /* Backoff doubling, its cap, and the jitter's range. */
@@ -230,6 +241,39 @@ test_retry_after(void)
 		  2147483647, "a far HTTP date saturates instead of overflowing");
 	check(policy_retry_after_ms("1e300", NULL, now) == 2147483647,
 		  "a huge retry-after-ms saturates");
+	check(policy_retry_after_ms(NULL, "0x2", now) == -1,
+		  "a hexadecimal Retry-After is refused");
+	check(policy_retry_after_ms(NULL, "2.5", now) == -1,
+		  "a fractional Retry-After is refused (delay-seconds is digits)");
+	check(policy_retry_after_ms(NULL, "+2", now) == -1 &&
+		  policy_retry_after_ms(NULL, " 2", now) == -1 &&
+		  policy_retry_after_ms(NULL, "2s", now) == -1,
+		  "a sign, a space or a unit is refused");
+	check(policy_retry_after_ms(NULL, "inf", now) == -1 &&
+		  policy_retry_after_ms(NULL, "nan", now) == -1,
+		  "infinity and NaN are refused");
+	check(policy_retry_after_ms(NULL, "0004", now) == 4000,
+		  "leading zeros are still decimal");
+	check(policy_retry_after_ms("0x10", "3", now) == 3000 &&
+		  policy_retry_after_ms("inf", NULL, now) == -1 &&
+		  policy_retry_after_ms("1.5e3", NULL, now) == 1500 &&
+		  policy_retry_after_ms("-1", NULL, now) == -1,
+		  "retry-after-ms takes decimal notation only");
+	check(policy_retry_after_ms(NULL, "Wednesday, 25-Nov-26 01:00:09 GMT", now) == 9000,
+		  "Retry-After as an RFC 850 date");
+	check(policy_retry_after_ms(NULL, "Thursday, 01-Jan-76 00:00:00 GMT", now) == 2147483647,
+		  "an RFC 850 year up to 50 years ahead is in this century");
+	check(policy_retry_after_ms(NULL, "Friday, 01-Jan-77 00:00:00 GMT", now) == -1,
+		  "an RFC 850 year more than 50 years ahead is in the last century");
+	check(policy_retry_after_ms(NULL, "Wed Nov 25 01:00:05 2026", now) == 5000,
+		  "Retry-After as an asctime date");
+	check(policy_retry_after_ms(NULL, "Wed Nov  4 01:00:05 2026", now) == -1 &&
+		  policy_retry_after_ms(NULL, "Fri Dec  4 01:00:05 2026", now) == 777605000,
+		  "asctime pads a one-digit day with a space");
+	check(policy_retry_after_ms(NULL, "Wed, 25-Nov-26 01:00:09 GMT", now) == -1 &&
+		  policy_retry_after_ms(NULL, "Wednesday, 25 Nov 2026 01:00:09 GMT", now) == -1 &&
+		  policy_retry_after_ms(NULL, "Wed Nov 25 01:00:05 2026 GMT", now) == -1,
+		  "mixed date forms are refused");
 }
 
 /* What follows an attempt. */
