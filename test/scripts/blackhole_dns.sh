@@ -23,12 +23,14 @@ chmod 644 "$conf"
 mount --bind "$conf" /etc/resolv.conf
 
 # bound and never read: queries queue up unanswered, and no ICMP "port
-# unreachable" tells the resolver to give up early
+# unreachable" tells the resolver to give up early.  It lives as long as
+# this script, even one killed without a chance to clean up.
 perl -MIO::Socket::INET -e '
     my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.153:53", Proto => "udp")
         or die "cannot bind 127.0.0.153:53: $!\n";
     open(my $f, ">", $ARGV[0]) or die; close $f;
-    sleep;' "$ready" &
+    my $parent = getppid();
+    sleep 1 while getppid() == $parent;' "$ready" &
 hole=$!
 trap 'kill $hole 2>/dev/null; rm -f "$conf" "$ready"' EXIT
 for _ in $(seq 1 100); do
