@@ -2392,7 +2392,7 @@ open_unreachable(const struct sockaddr_storage *addr, socklen_t len)
 	{
 		int			probe = socket(bound.ss_family,
 								   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		struct pollfd pfd = {.fd = probe,.events = POLLOUT};
+		struct pollfd pfd = {.fd = probe, .events = POLLOUT};
 
 		if (probe < 0 ||
 			(connect(probe, (struct sockaddr *) &bound, bound_len) != 0 &&
