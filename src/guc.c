@@ -188,7 +188,7 @@ air_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ai_resilience.connect_timeout",
-							"Time allowed to open a connection to an endpoint.",
+							"Time allowed to resolve an endpoint's name and connect to it, TLS included.",
 							NULL,
 							&air_connect_timeout_ms,
 							5000,

@@ -67,6 +67,27 @@ static const char *const outcome_names[] = {
 };
 
 /*
+ * Which of an attempt's timers fired, given that libcurl reported a timeout
+ * and whether the connection was up by then.  Before that, every bound runs
+ * (libcurl counts name resolution and the TLS handshake as connecting);
+ * after it, the connect timer no longer does.  On a tie the deadline wins:
+ * the call has no time left, whatever else also ran out.
+ */
+TransportFailure
+policy_timer_fired(const AttemptTimers *timers, bool connected)
+{
+	long		other = timers->attempt_ms;
+
+	if (!connected && timers->connect_ms < other)
+		other = timers->connect_ms;
+	if (timers->deadline_ms <= other)
+		return TRANSPORT_DEADLINE;
+	if (!connected && timers->connect_ms <= timers->attempt_ms)
+		return TRANSPORT_CONNECT_TIMEOUT;
+	return TRANSPORT_TIMEOUT;
+}
+
+/*
  * Classify a finished attempt, and say whether the same route may be tried
  * again.  An x-should-retry header from the server overrides the status rule
  * both ways, as in the OpenAI SDKs.
@@ -87,13 +108,14 @@ policy_classify(const AttemptFacts *facts, bool *retryable)
 			*retryable = true;
 			return CLASS_CONNECT;
 		case TRANSPORT_CONNECT_TIMEOUT:
-		case TRANSPORT_TIMEOUT:
-			/* a timeout imposed by the deadline leaves no time to retry */
-			if (facts->cut_by_deadline)
-				return CLASS_DEADLINE;
 			*retryable = true;
-			return facts->transport == TRANSPORT_TIMEOUT ?
-				CLASS_TIMEOUT : CLASS_CONNECT_TIMEOUT;
+			return CLASS_CONNECT_TIMEOUT;
+		case TRANSPORT_TIMEOUT:
+			*retryable = true;
+			return CLASS_TIMEOUT;
+		case TRANSPORT_DEADLINE:
+			/* the call's time is up: neither a retry nor a fallback */
+			return CLASS_DEADLINE;
 		case TRANSPORT_FIRST_BYTE_TIMEOUT:
 			*retryable = true;
 			return CLASS_FIRST_BYTE_TIMEOUT;

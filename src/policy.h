@@ -25,10 +25,12 @@ typedef enum TransportFailure
 {
 	TRANSPORT_OK = 0,			/* a whole HTTP response arrived */
 	TRANSPORT_CONNECT,			/* refused, unresolvable, TLS handshake */
-	TRANSPORT_CONNECT_TIMEOUT,	/* no connection within connect_timeout */
-	TRANSPORT_FIRST_BYTE_TIMEOUT,	/* no response byte within first_byte_timeout */
-	TRANSPORT_IDLE_TIMEOUT,		/* a stream went quiet past its idle timeout */
-	TRANSPORT_TIMEOUT,			/* connected, but no whole answer in time */
+	TRANSPORT_CONNECT_TIMEOUT,	/* the connect timer fired (name resolution
+								 * included) */
+	TRANSPORT_FIRST_BYTE_TIMEOUT,	/* the first-byte timer fired */
+	TRANSPORT_IDLE_TIMEOUT,		/* the idle timer fired (a stream went quiet) */
+	TRANSPORT_TIMEOUT,			/* the whole-attempt timer fired */
+	TRANSPORT_DEADLINE,			/* the caller's deadline fired */
 	TRANSPORT_RESET,			/* connection dropped mid-response */
 	TRANSPORT_TOO_LARGE,		/* response over max_response_bytes */
 	TRANSPORT_OTHER				/* any other transport error */
@@ -82,8 +84,7 @@ typedef enum StreamFailure
 /* What the policy needs to know about one finished attempt. */
 typedef struct AttemptFacts
 {
-	TransportFailure transport;	/* how the transfer ended */
-	bool		cut_by_deadline;	/* its timeout was the call's deadline */
+	TransportFailure transport;	/* how the transfer ended: which timer fired */
 	int			http_status;	/* 0 when no response arrived */
 	bool		answer_ok;		/* a 2xx body with a usable answer */
 	bool		streaming;		/* the attempt asked for a stream */
@@ -93,6 +94,18 @@ typedef struct AttemptFacts
 	const char *error_message;	/* upstream error.message, or NULL */
 	const char *should_retry;	/* x-should-retry header, or NULL */
 } AttemptFacts;
+
+/*
+ * The bounds libcurl enforces on one attempt, in milliseconds from its start.
+ * The transport hands libcurl the least of them and, when libcurl reports a
+ * timeout, asks policy_timer_fired which one it was.
+ */
+typedef struct AttemptTimers
+{
+	long		connect_ms;		/* connect_timeout: name, TCP and TLS */
+	long		attempt_ms;		/* request_timeout: the whole attempt */
+	long		deadline_ms;	/* what was left of the call's deadline */
+} AttemptTimers;
 
 /* Retry settings, a snapshot of the GUCs taken when a call starts. */
 typedef struct RetrySettings
@@ -111,6 +124,8 @@ typedef struct RetryDecision
 	bool		honoured_retry_after;	/* wait_ms came from the server */
 } RetryDecision;
 
+extern TransportFailure policy_timer_fired(const AttemptTimers *timers,
+										   bool connected);
 extern AttemptClass policy_classify(const AttemptFacts *facts, bool *retryable);
 extern int	policy_backoff_ms(const RetrySettings *settings, int retries_taken,
 							  double random_fraction);

@@ -392,11 +392,12 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 	request->body_len = call->body_len;
 	request->api_key = settings->endpoints[endpoint_index].api_key;
 	request->stream = call->streaming;
-	request->connect_timeout_ms = Min(settings->connect_timeout_ms, ms_left);
+	request->connect_timeout_ms = settings->connect_timeout_ms;
 	request->first_byte_timeout_ms = settings->first_byte_timeout_ms;
 	request->idle_timeout_ms = call->streaming ?
 		settings->stream_idle_timeout_ms : 0;
-	request->timeout_ms = Min(settings->request_timeout_ms, ms_left);
+	request->timeout_ms = settings->request_timeout_ms;
+	request->deadline_ms = ms_left;
 	request->max_response_bytes = settings->max_response_bytes;
 	request->memory = call->attempt_memory;
 	request->caller_data = call;
@@ -557,9 +558,8 @@ complete_attempt(RunState *run, ChatCall *call)
 	read_answer(call, &answer, &facts);
 	call->request = NULL;
 
-	/* an attempt cut short to fit the deadline timed out on the deadline */
+	/* for a timeout, the transport says which timer fired */
 	facts.transport = request->failure;
-	facts.cut_by_deadline = request->timeout_ms < settings->request_timeout_ms;
 	facts.http_status = (int) request->http_status;
 	facts.error_code = answer.error_code;
 	facts.error_type = answer.error_type;
@@ -755,10 +755,6 @@ attempt_error_text(const CallSettings *settings,
 	if (request->failure == TRANSPORT_TOO_LARGE)
 		text = psprintf("response larger than ai_resilience.max_response_bytes (%zu bytes)",
 						request->max_response_bytes);
-	else if (request->failure == TRANSPORT_TIMEOUT)
-		text = psprintf("no complete response within %ld ms", request->timeout_ms);
-	else if (request->failure == TRANSPORT_CONNECT_TIMEOUT)
-		text = psprintf("no connection within %ld ms", request->connect_timeout_ms);
 	else if (request->failure != TRANSPORT_OK)
 		text = pstrdup(request->error);
 	else if (answer->error_message)

@@ -15,10 +15,26 @@
  * statement_timeout set the latch, and CHECK_FOR_INTERRUPTS then raises the
  * standard error (57014) from our own code, never from inside libcurl.
  *
- * Timers: libcurl enforces the connect and whole-transfer timeouts.  The
- * first-byte and idle timeouts are ours: every wait is bounded by the
- * nearest of them, and a request past one is taken out of the multi handle
- * and returned as finished with that failure.
+ * Timers: a request has five, and one that ends by a timer says which as
+ * its failure: connect (name resolution and TLS included), first byte,
+ * idle, the whole attempt, and the caller's deadline.  libcurl enforces the
+ * connect and whole-attempt timeouts, each cut to the deadline; when it
+ * reports a timeout, policy_timer_fired tells from the bounds which one it
+ * was.  The first-byte and idle timeouts are ours: every wait is bounded by
+ * the nearest of them, and a request past one is taken out of the multi
+ * handle and returned as finished with that failure.
+ *
+ * Name resolution runs in libcurl's resolver thread (checked at first use)
+ * under the connect timeout.  Removing a handle whose resolution is still
+ * under way would wait for that thread, that is for the system resolver's
+ * own timeout (tens of seconds against a name server that never answers),
+ * whether the removal follows a timeout, a cancel or an error; with
+ * CURLOPT_QUICK_EXIT libcurl leaves the thread to finish and free itself
+ * instead, so every bound and every cancel holds during resolution too.
+ * libcurl starts those threads inside curl_multi_socket_action, which runs
+ * with every signal blocked so that the threads inherit a full mask: a
+ * PostgreSQL signal handler (SIGALRM's timeout code above all) must run in
+ * the backend's own thread, never beside it.
  *
  * Streaming: a caller may read a request's body while it is in flight
  * (between two transport_wait calls) and drop what it has used with
@@ -40,11 +56,14 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -94,8 +113,11 @@ static int	expire_stalled(TransportRequest **finished, int max_finished);
 static CURL *take_easy_handle(void);
 static void release_easy_handle(TransportRequest *request);
 static void finish_request(TransportRequest *request, CURLcode result);
+static void note_timer_fired(TransportRequest *request, bool connected,
+							 bool resolved);
 static int	collect_finished(TransportRequest **finished, int max_finished);
 static void drive_ready_sockets(void);
+static void socket_action(curl_socket_t sock, int flags);
 static int	on_socket(CURL *easy, curl_socket_t sock, int what, void *multi_data,
 					  void *socket_data);
 static int	on_timer(CURLM *multi, long timeout_ms, void *data);
@@ -120,10 +142,10 @@ transport_start(TransportRequest *request)
 	};
 	CURL	   *easy;
 	CURLMcode	mrc;
-	int			running;
 	bool		out_of_memory = false;
 	size_t		i;
 
+	Assert(request->deadline_ms > 0);
 	transport_init();
 	request->node.next = request->node.prev = NULL;
 	request->easy = NULL;
@@ -187,10 +209,14 @@ transport_start(TransportRequest *request)
 					 (curl_off_t) request->body_len);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, AIR_USER_AGENT);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, request->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, request->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+					 Min(request->connect_timeout_ms, request->deadline_ms));
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+					 Min(request->timeout_ms, request->deadline_ms));
 	/* never SIGALRM: PostgreSQL owns the process's signals and timers */
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/* never wait for a resolver thread on removal: see the file header */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 	/*
 	 * No CURLOPT_PIPEWAIT: it makes a transfer wait for a connection still
 	 * being set up in case it can multiplex, which over HTTP/1.1 queues
@@ -220,7 +246,7 @@ transport_start(TransportRequest *request)
 
 	/* send now rather than one wait later, when curl's 0 ms timer fires */
 	air_timer_armed = false;
-	curl_multi_socket_action(air_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	socket_action(CURL_SOCKET_TIMEOUT, 0);
 }
 
 /*
@@ -274,10 +300,8 @@ transport_wait(long timeout_ms, TransportRequest **finished, int max_finished)
 
 	if (air_timer_armed && GetCurrentTimestamp() >= air_timer_due)
 	{
-		int			running;
-
 		air_timer_armed = false;
-		curl_multi_socket_action(air_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
 	}
 
 	if (air_callback_errno != 0)
@@ -470,6 +494,19 @@ transport_init(void)
 
 	if (!curl_ready)
 	{
+		const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+
+		/*
+		 * A resolver that blocks the backend ignores every timeout and
+		 * cancel; one that is a thread needs CURLOPT_QUICK_EXIT (7.87.0).
+		 */
+		if (!(info->features & CURL_VERSION_ASYNCHDNS) ||
+			(info->ares == NULL && info->version_num < 0x075700))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("libcurl %s cannot resolve names within a timeout",
+							info->version),
+					 errhint("pg_ai_resilience needs libcurl 7.87.0 or later with its threaded resolver, or libcurl built with c-ares.")));
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
@@ -572,11 +609,13 @@ finish_request(TransportRequest *request, CURLcode result)
 	long		connects = 0;
 	curl_off_t	total_us = 0;
 	curl_off_t	pretransfer_us = 0;
+	curl_off_t	namelookup_us = 0;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
 	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+	curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &namelookup_us);
 
 	request->http_status = status;
 	request->new_connection = connects > 0;
@@ -596,8 +635,8 @@ finish_request(TransportRequest *request, CURLcode result)
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			/* no request was sent if the connection never came up */
-			request->failure = pretransfer_us == 0 && status == 0 ?
-				TRANSPORT_CONNECT_TIMEOUT : TRANSPORT_TIMEOUT;
+			note_timer_fired(request, pretransfer_us != 0 || status != 0,
+							 namelookup_us != 0);
 			break;
 		case CURLE_WRITE_ERROR:
 			request->failure = request->response_too_large ?
@@ -622,6 +661,33 @@ finish_request(TransportRequest *request, CURLcode result)
 	curl_multi_remove_handle(air_multi, easy);
 	release_easy_handle(request);
 	air_in_flight_count--;
+}
+
+/*
+ * Set the failure of a request that libcurl timed out to the timer that
+ * fired, and say in its error what did not happen in time.  libcurl's own
+ * message would do, but for its varying count of milliseconds.
+ */
+static void
+note_timer_fired(TransportRequest *request, bool connected, bool resolved)
+{
+	AttemptTimers timers;
+
+	timers.connect_ms = request->connect_timeout_ms;
+	timers.attempt_ms = request->timeout_ms;
+	timers.deadline_ms = request->deadline_ms;
+	request->failure = policy_timer_fired(&timers, connected);
+
+	if (connected)
+		snprintf(request->error, sizeof(request->error),
+				 "no complete response within %ld ms",
+				 Min(timers.attempt_ms, timers.deadline_ms));
+	else
+		snprintf(request->error, sizeof(request->error),
+				 "no connection within %ld ms%s",
+				 Min(Min(timers.connect_ms, timers.attempt_ms),
+					 timers.deadline_ms),
+				 resolved ? "" : " (name resolution did not finish)");
 }
 
 /* Take up to max_finished finished requests off libcurl's message queue. */
@@ -658,7 +724,6 @@ drive_ready_sockets(void)
 	for (i = 0; i < nready; i++)
 	{
 		int			flags = 0;
-		int			running;
 
 		if (ready[i].events & (EPOLLIN | EPOLLHUP))
 			flags |= CURL_CSELECT_IN;
@@ -666,8 +731,25 @@ drive_ready_sockets(void)
 			flags |= CURL_CSELECT_OUT;
 		if (ready[i].events & EPOLLERR)
 			flags |= CURL_CSELECT_ERR;
-		curl_multi_socket_action(air_multi, ready[i].data.fd, flags, &running);
+		socket_action(ready[i].data.fd, flags);
 	}
+}
+
+/*
+ * Let libcurl act on a socket (or on its timer: CURL_SOCKET_TIMEOUT) with
+ * every signal blocked, so that a resolver thread it starts blocks them all
+ * for its whole life.  Signals that arrive meanwhile wait the few
+ * microseconds until the mask is restored.
+ */
+static void
+socket_action(curl_socket_t sock, int flags)
+{
+	sigset_t	saved;
+	int			running;
+
+	pthread_sigmask(SIG_SETMASK, &BlockSig, &saved);
+	curl_multi_socket_action(air_multi, sock, flags, &running);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 /* libcurl callback: watch sock for what it asks, or stop watching it. */

@@ -31,18 +31,19 @@ typedef struct TransportRequest
 	size_t		body_len;
 	const char *api_key;		/* NULL or "" sends no Authorization */
 	bool		stream;			/* ask for text/event-stream */
-	long		connect_timeout_ms;
+	long		connect_timeout_ms; /* name resolution, TCP and TLS */
 	long		first_byte_timeout_ms;	/* 0: none */
 	long		idle_timeout_ms;	/* after the first byte; 0: none */
-	long		timeout_ms;
+	long		timeout_ms;		/* the whole attempt */
+	long		deadline_ms;	/* what is left of the caller's deadline */
 	size_t		max_response_bytes; /* of the body not yet consumed */
 	MemoryContext memory;		/* holds the response body */
 	void	   *caller_data;	/* for the caller to find its own state */
 
 	/* outputs */
-	TransportFailure failure;
+	TransportFailure failure;	/* for a timeout, which timer fired */
 	long		http_status;	/* 0 when no status line arrived */
-	char		error[TRANSPORT_ERROR_SIZE];	/* libcurl's message */
+	char		error[TRANSPORT_ERROR_SIZE];	/* what went wrong, for the log */
 	char	   *response;		/* body, NUL-terminated; NULL if empty */
 	size_t		response_len;
 	bool		response_too_large; /* body passed max_response_bytes */

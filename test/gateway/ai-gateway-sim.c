@@ -89,6 +89,9 @@ static SimConfig cfg = {
 static int	stop_pipe[2] = {-1, -1};
 static atomic_bool stopping = false;
 
+/* Port of the listener that never accepts (see open_unreachable), as text. */
+static char unreachable_port[8];
+
 /* Global request counter (x-request-id, chatcmpl id, journal seq). */
 static _Atomic uint64_t request_seq = 0;
 
@@ -858,6 +861,22 @@ parse_option(const char *s, size_t n, Options *o)
 		o->usage = USAGE_OVERFLOW;
 }
 
+/* Apply the '+'-separated options in s[0..n) over those already in o. */
+static void
+parse_options(const char *s, size_t n, Options *o)
+{
+	const char *end = s + n;
+
+	while (s < end)
+	{
+		const char *plus = memchr(s, '+', (size_t) (end - s));
+		size_t		len = plus ? (size_t) (plus - s) : (size_t) (end - s);
+
+		parse_option(s, len, o);
+		s += len + 1;
+	}
+}
+
 /* Split a model name into its behaviour and options. */
 static void
 parse_model(const char *m, size_t n, Behaviour *b, Options *o)
@@ -872,14 +891,8 @@ parse_model(const char *m, size_t n, Behaviour *b, Options *o)
 		b->kind = B_OK;
 		b->arg = b->arg2 = 0;
 	}
-	while (plus)
-	{
-		const char *start = plus + 1;
-		size_t		left = n - (size_t) (start - m);
-
-		plus = memchr(start, '+', left);
-		parse_option(start, plus ? (size_t) (plus - start) : left, o);
-	}
+	if (plus)
+		parse_options(plus + 1, n - first - 1, o);
 }
 
 /* ----------------------------------------------------------------
@@ -1971,6 +1984,8 @@ typedef struct Endpoint
 	const char *tail;			/* after "/v1/" */
 	bool		has_override;
 	Behaviour	override;
+	const char *options;		/* the prefix's options, after its first '+' */
+	size_t		options_len;
 } Endpoint;
 
 /* What a chat request will be answered with. */
@@ -2112,6 +2127,8 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	}
 	if (ep->has_override)
 		b = ep->override;
+	if (ep->options_len > 0)
+		parse_options(ep->options, ep->options_len, &o);
 
 	ji.model = model;
 	ji.model_len = mlen;
@@ -2425,6 +2442,8 @@ static bool
 parse_v1_url(const char *url, Endpoint *ep)
 {
 	const char *slash;
+	const char *plus;
+	size_t		behaviour_len;
 
 	memset(ep, 0, sizeof(*ep));
 	ep->prefix = url;
@@ -2440,8 +2459,16 @@ parse_v1_url(const char *url, Endpoint *ep)
 		return false;
 	ep->prefix_len = (size_t) (slash - url);
 	ep->tail = slash + 4;
+	/* a prefix's options apply over the model's (a slow gateway) */
+	plus = memchr(url + 1, '+', ep->prefix_len - 1);
+	behaviour_len = plus ? (size_t) (plus - url - 1) : ep->prefix_len - 1;
+	if (plus)
+	{
+		ep->options = plus + 1;
+		ep->options_len = (size_t) (slash - plus - 1);
+	}
 	/* a prefix naming a failing behaviour overrides the model (gateway down) */
-	if (parse_behaviour(url + 1, ep->prefix_len - 1, &ep->override) &&
+	if (parse_behaviour(url + 1, behaviour_len, &ep->override) &&
 		ep->override.kind != B_OK)
 		ep->has_override = true;
 	return true;
@@ -2481,6 +2508,8 @@ dispatch(struct MHD_Connection *conn, const char *url, const char *method, ReqCt
 	}
 	if (is_get && strcmp(url, "/health") == 0)
 		return answer_text(conn, MHD_HTTP_OK, "ok", "text/plain");
+	if (is_get && strcmp(url, "/unreachable-port") == 0)
+		return answer_text(conn, MHD_HTTP_OK, unreachable_port, "text/plain");
 	if (is_get && strcmp(url, "/journal") == 0)
 	{
 		SBuf		sb;
@@ -2615,6 +2644,60 @@ arg_rate(const char *opt, const char *v)
 	return x;
 }
 
+/*
+ * Open a TCP listener that never accepts, on addr's address and a free
+ * port, and fill its accept queue: Linux then drops every further SYN, so a
+ * connect to it neither succeeds nor fails until the client gives up, as
+ * with a host that is down behind a firewall or too overloaded to accept.
+ * The sockets stay open until exit.  Returns the port.
+ */
+static unsigned
+open_unreachable(const struct sockaddr_storage *addr, socklen_t len)
+{
+	struct sockaddr_storage bound = *addr;
+	socklen_t	bound_len = len;
+	int			listener;
+	int			tries;
+
+	if (bound.ss_family == AF_INET6)
+		((struct sockaddr_in6 *) &bound)->sin6_port = 0;
+	else
+		((struct sockaddr_in *) &bound)->sin_port = 0;
+	listener = socket(bound.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (listener < 0 || bind(listener, (struct sockaddr *) &bound, len) != 0 ||
+		listen(listener, 0) != 0 ||
+		getsockname(listener, (struct sockaddr *) &bound, &bound_len) != 0)
+	{
+		perror("ai-gateway-sim: unreachable listener");
+		exit(1);
+	}
+
+	/* connect until one stays pending: the ones that got in fill the queue */
+	for (tries = 0; tries < 8; tries++)
+	{
+		int			probe = socket(bound.ss_family,
+								   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct pollfd pfd = {.fd = probe, .events = POLLOUT};
+
+		if (probe < 0 ||
+			(connect(probe, (struct sockaddr *) &bound, bound_len) != 0 &&
+			 errno != EINPROGRESS))
+		{
+			perror("ai-gateway-sim: unreachable listener");
+			exit(1);
+		}
+		if (poll(&pfd, 1, 100) == 0)
+		{
+			close(probe);
+			return ntohs(bound.ss_family == AF_INET6 ?
+						 ((struct sockaddr_in6 *) &bound)->sin6_port :
+						 ((struct sockaddr_in *) &bound)->sin_port);
+		}
+	}
+	fprintf(stderr, "ai-gateway-sim: connections to a full accept queue still get in\n");
+	exit(1);
+}
+
 /* Write the bound port to path atomically (tmp file + rename). */
 static void
 write_port_file(const char *path, unsigned port)
@@ -2734,7 +2817,6 @@ main(int argc, char **argv)
 			goto bad_addr;
 		sslen = sizeof(*s4);
 	}
-	(void) sslen;
 
 	if (cfg.journal)
 	{
@@ -2773,6 +2855,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "ai-gateway-sim: cannot listen on %s:%ld\n", cfg.bind_addr, cfg.port);
 		return 1;
 	}
+	snprintf(unreachable_port, sizeof(unreachable_port), "%u",
+			 open_unreachable(&ss, sslen));
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	port = info ? info->port : (unsigned) cfg.port;
 	if (cfg.port_file)

@@ -162,6 +162,18 @@ chat ok+latency-50 x "" /status-503
 check "prefix /status-503 overrides the model" code_is 503
 chat ok x "" /gw2
 check "prefix /gw2 has no effect" eval 'code_is 200 && body_has "echo: x"'
+START=$(date +%s%N)
+chat ok+tokens-2 x "" /status-502+latency-300
+END=$(date +%s%N)
+check "prefix /status-502+latency-300: its behaviour and its options" eval 'code_is 502 && [ $(( (END - START) / 1000000 )) -ge 300 ]'
+chat ok x "" /ok+tokens-2
+check "prefix /ok+tokens-2: its options over the model's" body_has '"content":"echo: x w1 w2"'
+
+START=$(date +%s%N)
+curl -s -m 5 --connect-timeout 0.5 -o /dev/null "http://127.0.0.1:$(curl -s -m 5 "$BASE/unreachable-port")/"
+RC=$?
+END=$(date +%s%N)
+check "unreachable-port: a connect neither succeeds nor fails (curl exit 28 after 0.5 s)" eval '[ $RC = 28 ] && [ $(( (END - START) / 1000000 )) -ge 450 ]'
 
 chat ok "a b c" ',"stream":true,"stream_options":{"include_usage":true}'
 check "stream: event-stream headers" eval 'code_is 200 && hdr_has "^content-type: text/event-stream" && hdr_has "^cache-control: no-cache" && hdr_has "^x-request-id: req-"'

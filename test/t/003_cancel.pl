@@ -10,37 +10,9 @@ use lib $FindBin::RealBin;
 use AirCluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use Time::HiRes qw(time);
 
 my $node = new_air_cluster('cancel');
-
-# Run statements in a background psql; returns its handle and output refs.
-sub start_session
-{
-	my (@statements) = @_;
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(
-		[
-			'psql', '-XAtq', '-v', 'VERBOSITY=verbose',
-			'-d', $node->connstr('postgres'),
-			map { ('-c', $_) } @statements
-		],
-		'>', \$out, '2>', \$err);
-	return ($h, \$out, \$err);
-}
-
-# Wait until the statement matching $like waits on the gateway; its pid.
-sub waiting_pid
-{
-	my ($like) = @_;
-	my $query = qq{SELECT pid FROM pg_stat_activity
-		WHERE query LIKE '$like' AND wait_event_type = 'Extension'};
-	ok($node->poll_query_until('postgres',
-			"SELECT count(*) = 1 FROM ($query) w"),
-		"pg_stat_activity shows the call waiting (wait_event_type Extension)");
-	return $node->safe_psql('postgres', $query);
-}
 
 foreach my $case (
 	[ 'ai_chat', q{SELECT ai_chat('cancel me', ARRAY['hang'])}, 1 ],
@@ -51,13 +23,13 @@ foreach my $case (
 
 	$node->safe_psql('postgres', 'SELECT ai_flush_log(); TRUNCATE ai_call_log');
 	my ($h, $out, $err) = start_session(
-		$statement,
+		$node, $statement,
 		q{SELECT ai_flush_log()},
 		q{SELECT error_class || ' ' || outcome || ' ' || count(*)
 		  FROM ai_call_log GROUP BY error_class, outcome},
 		q{SELECT ai_chat('after the cancel', ARRAY['ok'])});
 
-	my $pid = waiting_pid("%hang%");
+	my $pid = waiting_pid($node, "%hang%");
 	my $t0 = time();
 	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
 	$h->finish;

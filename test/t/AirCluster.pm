@@ -7,9 +7,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use Exporter 'import';
 
-our @EXPORT = qw(new_air_cluster sim_url journal_reset journal_count log_stats);
+our @EXPORT = qw(new_air_cluster sim_url journal_reset journal_count log_stats
+  start_session waiting_pid);
 
 # The simulator's base URL; the tests cannot run without it.
 sub sim_url
@@ -58,6 +60,34 @@ sub journal_count
 	my $lines = `curl -s $url/journal | wc -l`;
 	chomp $lines;
 	return $lines + 0;
+}
+
+# Run statements in a background psql (verbose errors: SQLSTATEs shown);
+# returns its handle and references to its stdout and stderr.
+sub start_session
+{
+	my ($node, @statements) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-XAtq', '-v', 'VERBOSITY=verbose',
+			'-d', $node->connstr('postgres'),
+			map { ('-c', $_) } @statements
+		],
+		'>', \$out, '2>', \$err);
+	return ($h, \$out, \$err);
+}
+
+# Wait until the statement matching $like waits on the gateway; its pid.
+sub waiting_pid
+{
+	my ($node, $like) = @_;
+	my $query = qq{SELECT pid FROM pg_stat_activity
+		WHERE query LIKE '$like' AND wait_event_type = 'Extension'};
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM ($query) w"),
+		"pg_stat_activity shows the call waiting (wait_event_type Extension)");
+	return $node->safe_psql('postgres', $query);
 }
 
 # ai_log_stats() as a hash.

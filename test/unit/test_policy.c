@@ -45,15 +45,25 @@ classify_http(int status, const char *error_code, const char *message,
 
 /* Classify a transfer that ended below HTTP. */
 static AttemptClass
-classify_transport(TransportFailure failure, bool cut_by_deadline,
-				   bool *retryable)
+classify_transport(TransportFailure failure, bool *retryable)
 {
 	AttemptFacts facts;
 
 	memset(&facts, 0, sizeof(facts));
 	facts.transport = failure;
-	facts.cut_by_deadline = cut_by_deadline;
 	return policy_classify(&facts, retryable);
+}
+
+/* Which timer fired, for bounds given in milliseconds. */
+static TransportFailure
+timer_fired(long connect_ms, long attempt_ms, long deadline_ms, bool connected)
+{
+	AttemptTimers timers;
+
+	timers.connect_ms = connect_ms;
+	timers.attempt_ms = attempt_ms;
+	timers.deadline_ms = deadline_ms;
+	return policy_timer_fired(&timers, connected);
 }
 
 /* The status rules, transport failures and x-should-retry. */
@@ -124,23 +134,21 @@ test_classify(void)
 	check(policy_classify(&facts, &retryable) == CLASS_BAD_RESPONSE && retryable,
 		  "a 200 without a usable answer is a retryable bad_response");
 
-	check(classify_transport(TRANSPORT_CONNECT, false, &retryable) == CLASS_CONNECT &&
+	check(classify_transport(TRANSPORT_CONNECT, &retryable) == CLASS_CONNECT &&
 		  retryable, "connection refused is a retryable connect");
-	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, false, &retryable) == CLASS_CONNECT_TIMEOUT &&
+	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, &retryable) == CLASS_CONNECT_TIMEOUT &&
 		  retryable, "connect timeout is a retryable connect_timeout");
-	check(classify_transport(TRANSPORT_CONNECT_TIMEOUT, true, &retryable) == CLASS_DEADLINE &&
-		  !retryable, "a connect timeout set by the deadline is a deadline");
-	check(classify_transport(TRANSPORT_FIRST_BYTE_TIMEOUT, false, &retryable) == CLASS_FIRST_BYTE_TIMEOUT &&
+	check(classify_transport(TRANSPORT_FIRST_BYTE_TIMEOUT, &retryable) == CLASS_FIRST_BYTE_TIMEOUT &&
 		  retryable, "no first byte in time is a retryable first_byte_timeout");
-	check(classify_transport(TRANSPORT_IDLE_TIMEOUT, false, &retryable) == CLASS_IDLE_TIMEOUT &&
+	check(classify_transport(TRANSPORT_IDLE_TIMEOUT, &retryable) == CLASS_IDLE_TIMEOUT &&
 		  retryable, "a stalled stream is a retryable idle_timeout");
-	check(classify_transport(TRANSPORT_TIMEOUT, false, &retryable) == CLASS_TIMEOUT &&
+	check(classify_transport(TRANSPORT_TIMEOUT, &retryable) == CLASS_TIMEOUT &&
 		  retryable, "a transfer timeout is a retryable timeout");
-	check(classify_transport(TRANSPORT_TIMEOUT, true, &retryable) == CLASS_DEADLINE &&
-		  !retryable, "a timeout set by the deadline is a deadline, not retried");
-	check(classify_transport(TRANSPORT_RESET, false, &retryable) == CLASS_RESET &&
+	check(classify_transport(TRANSPORT_DEADLINE, &retryable) == CLASS_DEADLINE &&
+		  !retryable, "the deadline's timer is a deadline, not retried");
+	check(classify_transport(TRANSPORT_RESET, &retryable) == CLASS_RESET &&
 		  retryable, "a dropped connection is a retryable reset");
-	check(classify_transport(TRANSPORT_TOO_LARGE, false, &retryable) == CLASS_BAD_RESPONSE &&
+	check(classify_transport(TRANSPORT_TOO_LARGE, &retryable) == CLASS_BAD_RESPONSE &&
 		  !retryable, "an oversized body is not retried on the same route");
 
 	memset(&facts, 0, sizeof(facts));
@@ -324,6 +332,36 @@ test_decide(void)
 	check(d.outcome == OUTCOME_FALLBACK, "retry_after_max 0 never waits for Retry-After");
 }
 
+/* Which timer a libcurl timeout was, from the attempt's bounds. */
+static void
+test_timer_fired(void)
+{
+	RetrySettings settings = {2, 500, 8000, 60000};
+	bool		retryable;
+	AttemptClass cls;
+	RetryDecision d;
+
+	check(timer_fired(1000, 120000, 30000, false) == TRANSPORT_CONNECT_TIMEOUT,
+		  "connect 1 s, deadline 30 s, not connected: the connect timer fired");
+	cls = classify_transport(timer_fired(1000, 120000, 30000, false), &retryable);
+	d = policy_decide(cls, retryable, 2, -1, &settings, 0.0, 29000, true);
+	check(cls == CLASS_CONNECT_TIMEOUT && d.outcome == OUTCOME_FALLBACK,
+		  "a connect timeout well within the deadline falls back once retries are used");
+	check(timer_fired(5000, 120000, 300, false) == TRANSPORT_DEADLINE,
+		  "deadline shorter than connect_timeout: the deadline fired while connecting");
+	check(timer_fired(5000, 200, 30000, false) == TRANSPORT_TIMEOUT,
+		  "request_timeout shorter than connect_timeout: the attempt's timer fired while connecting");
+	check(timer_fired(1000, 1000, 30000, false) == TRANSPORT_CONNECT_TIMEOUT,
+		  "connect and attempt timers equal while connecting: a connect timeout");
+	check(timer_fired(1000, 20000, 30000, true) == TRANSPORT_TIMEOUT,
+		  "connected: the connect timer is over, the attempt's fired");
+	check(timer_fired(1000, 120000, 300, true) == TRANSPORT_DEADLINE,
+		  "connected, deadline sooner than request_timeout: the deadline fired");
+	check(timer_fired(1000, 30000, 30000, true) == TRANSPORT_DEADLINE &&
+		  timer_fired(1000, 1000, 1000, false) == TRANSPORT_DEADLINE,
+		  "on a tie the deadline wins: the call has no time left");
+}
+
 /* Route order: model by model, endpoint by endpoint. */
 static void
 test_routes(void)
@@ -347,6 +385,7 @@ int
 main(void)
 {
 	test_classify();
+	test_timer_fired();
 	test_backoff();
 	test_retry_after();
 	test_decide();
