@@ -43,6 +43,7 @@ typedef struct CallAttempt
 	int			response_bytes; /* answer text received, partial or whole; -1: none */
 } CallAttempt;
 
+extern void calllog_install_hooks(void);
 extern void calllog_require_loaded(void);
 extern void calllog_append(const CallAttempt *attempt);
 extern void calllog_append_in_cleanup(const CallAttempt *attempt);
