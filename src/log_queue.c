@@ -506,8 +506,10 @@ logq_writer_leave(int writer, bool idle_long, bool served_long)
 		(served_long && longest_waiting() >= 0);
 	if (leave)
 	{
+		/* not idle either: it exits, and comes back through claim */
 		db->writer = -1;
 		w->db_index = -1;
+		w->procno = -1;
 		if (db->count > 0)
 			wake_procno = assign_writer(db, GetCurrentTimestamp());
 	}
