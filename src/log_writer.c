@@ -134,6 +134,7 @@ static Oid	insert_relid = InvalidOid;
 static void writer_sigterm(SIGNAL_ARGS);
 static void writer_on_exit(int code, Datum arg);
 static void serve_database(void);
+static void pause_between_batches(void);
 static long retention_interval_ms(void);
 static int	write_queued(int max_records);
 static int	insert_batch(LogRecord **records, int n);
@@ -286,9 +287,8 @@ serve_database(void)
 		 */
 		if (written > 0 || more_retention)
 		{
-			if (written > 0 && air_log_writer_delay_ms > 0)
-				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 air_log_writer_delay_ms, PG_WAIT_EXTENSION);
+			if (written > 0)
+				pause_between_batches();
 			continue;
 		}
 		timeout_ms = Max(10, WRITER_IDLE_EXIT_MS - ms_since(idle_since));
@@ -300,6 +300,27 @@ serve_database(void)
 						 timeout_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Sleep ai_resilience.log_writer_delay, unless SIGTERM comes: the latch
+ * that backends set for new records does not cut the pause short, since
+ * the writer looks at the queue right after it anyway.
+ */
+static void
+pause_between_batches(void)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  air_log_writer_delay_ms);
+	long		left_ms;
+
+	while (!got_sigterm &&
+		   (left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 	}
 }
 

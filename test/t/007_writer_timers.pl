@@ -1,8 +1,10 @@
 # The log writer's timers and signals under load: retention and a
 # configuration reload are taken between batches, so calls every 200 ms do
 # not hold them off; pg_terminate_backend ends a writer waiting for a lock
-# at once, and its batch is written by the next writer; the count of writer
-# errors left out of the server log outlives the writer.
+# at once, and its batch is written by the next writer; SIGTERM in the
+# pause between batches, or a clean shutdown, writes what is queued first;
+# the count of writer errors left out of the server log outlives the
+# writer.
 use strict;
 use warnings;
 use FindBin;
@@ -86,6 +88,32 @@ $caller->quit;
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM ai_call_log WHERE backend_pid = $caller_pid"),
 	1, 'its record was written by the next writer');
+
+# SIGTERM during the pause between batches: the writer writes what is
+# queued and exits at once; so does a clean shutdown
+$node->safe_psql('postgres', q{ALTER SYSTEM SET ai_resilience.log_writer_delay = '10s'});
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+$node->safe_psql('postgres', 'TRUNCATE ai_call_log');
+$node->safe_psql('postgres', q{SELECT ai_chat('first', ARRAY['ok']); SELECT ai_flush_log()});
+$node->safe_psql('postgres',
+	q{SELECT count(ai_chat('paused ' || i, ARRAY['ok'])) FROM generate_series(1, 10) i});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM ai_call_log'), 1,
+	'the writer pauses after its first batch');
+$pid = $node->safe_psql('postgres', $writers);
+$t0 = time();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 11 FROM ai_call_log'),
+	'terminated in its pause, the writer writes what is queued');
+cmp_ok(time() - $t0, '<', 3, 'at once, not after the pause');
+$node->safe_psql('postgres', q{SELECT ai_chat('first again', ARRAY['ok']); SELECT ai_flush_log()});
+$node->safe_psql('postgres',
+	q{SELECT count(ai_chat('shutdown ' || i, ARRAY['ok'])) FROM generate_series(1, 10) i});
+$node->stop('fast');
+$node->start;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM ai_call_log WHERE model = 'ok'}), 22,
+	'a clean shutdown writes what is queued first');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET ai_resilience.log_writer_delay});
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 
 # errors left out of the server log are counted across writers
 $node->safe_psql('postgres', 'ALTER TABLE ai_call_log RENAME TO ai_call_log_away');
