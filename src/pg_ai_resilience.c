@@ -26,8 +26,8 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 
-#include "guc.h"
 #include "call_log.h"
+#include "guc.h"
 #include "log_queue.h"
 #include "log_writer.h"
 
