@@ -68,6 +68,13 @@
 #include "guc.h"
 #include "log_queue.h"
 
+/*
+ * A database whose writers died this many times in a row without writing
+ * has its records counted lost, so that records a writer cannot survive do
+ * not make it crash-loop (writers are restarted at once).
+ */
+#define WRITER_MAX_FAILURES	3
+
 /* Name of the shared memory area and of the LWLock tranche. */
 #define LOGQ_SHMEM_NAME		"pg_ai_resilience log queue"
 #define LOGQ_TRANCHE_NAME	"pg_ai_resilience"
@@ -81,6 +88,7 @@ typedef struct LogDatabase
 	int			count;			/* slots in the list */
 	int			writer;			/* index into writers[]; -1: none */
 	TimestampTz waiting_since;	/* with records and no writer: since when */
+	int			failures;		/* writers that died since the last release */
 } LogDatabase;
 
 /* A log writer process, whether it serves a database or is idle. */
@@ -478,6 +486,7 @@ logq_writer_release(int db_index, int ntaken, int nwritten,
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
 	for (i = 0; i < ntaken && db->head >= 0; i++)
 		release_head_slot(db, commit_lsn);
+	db->failures = 0;
 	logq->written += nwritten;
 	logq->lost += ntaken - nwritten;
 	LWLockRelease(logq->lock);
@@ -521,10 +530,12 @@ logq_writer_leave(int writer, bool idle_long, bool served_long)
 /*
  * writers[writer] exits, however it ends: its database is left without a
  * writer.  When it could not connect to the database (dropped), the
- * database's records are counted lost: they could never be written.
+ * database's records are counted lost: they could never be written; so
+ * are they when writers died (failed: a FATAL error, a terminate)
+ * WRITER_MAX_FAILURES times in a row.
  */
 void
-logq_writer_exit(int writer, bool connect_failed)
+logq_writer_exit(int writer, bool connect_failed, bool failed)
 {
 	LogWriter  *w = &logq->writers[writer];
 	int			wake_procno = -1;
@@ -538,6 +549,8 @@ logq_writer_exit(int writer, bool connect_failed)
 
 		db->writer = -1;
 		w->db_index = -1;
+		if (failed)
+			db->failures++;
 		if (connect_failed && db->count > 0)
 		{
 			snprintf(logq->last_error, sizeof(logq->last_error),
@@ -545,6 +558,15 @@ logq_writer_exit(int writer, bool connect_failed)
 					 db->dboid, db->count);
 			logq->last_error_at = GetCurrentTimestamp();
 			drop_records(db);
+		}
+		else if (db->failures >= WRITER_MAX_FAILURES && db->count > 0)
+		{
+			snprintf(logq->last_error, sizeof(logq->last_error),
+					 "the log writers of database %u died %d times in a row: %d queued records lost",
+					 db->dboid, db->failures, db->count);
+			logq->last_error_at = GetCurrentTimestamp();
+			drop_records(db);
+			db->failures = 0;
 		}
 		else if (db->count > 0)
 			wake_procno = assign_writer(db, GetCurrentTimestamp());
@@ -609,6 +631,7 @@ find_database(Oid dboid)
 		spare->dboid = dboid;
 		spare->head = spare->tail = -1;
 		spare->waiting_since = 0;
+		spare->failures = 0;
 	}
 	return spare;
 }

@@ -120,7 +120,7 @@ extern int	logq_writer_take(int db_index, LogRecord **records, int max);
 extern void logq_writer_release(int db_index, int ntaken, int nwritten,
 								XLogRecPtr commit_lsn);
 extern bool logq_writer_leave(int writer, bool idle_long, bool served_long);
-extern void logq_writer_exit(int writer, bool connect_failed);
+extern void logq_writer_exit(int writer, bool connect_failed, bool failed);
 extern bool logq_report_error(const char *message, int *not_logged,
 							  int interval_ms);
 

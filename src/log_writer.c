@@ -32,7 +32,9 @@
  * together (the count of those left out is kept in shared memory, so it
  * outlives the writer), and the last one to ai_log_stats().  A writer that
  * cannot connect to its database (dropped) exits and the database's
- * records are counted lost.
+ * records are counted lost; so are they when writers died
+ * (pg_terminate_backend, a FATAL error) three times in a row without
+ * writing, so that the restart at once cannot become a crash loop.
  *
  * Commits are asynchronous (synchronous_commit off): ai_flush_log, not the
  * writer, waits for the WAL flush of the commits that wrote its records.
@@ -124,6 +126,7 @@ static volatile sig_atomic_t got_sigterm = false;
 static int	writer_index = -1;		/* in the queue's writers[] */
 static int	writer_db_index = -1;	/* the database served */
 static bool writer_connecting = false;	/* connecting, or failed to */
+static bool writer_done = false;	/* exits on purpose, not by an error */
 static MemoryContext batch_memory = NULL;
 
 /* The prepared INSERTs (a row, a batch), and the table they were prepared for. */
@@ -202,7 +205,10 @@ air_log_writer_main(Datum main_arg)
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (got_sigterm)
+		{
+			writer_done = true;
 			proc_exit(1);
+		}
 	}
 
 	writer_connecting = true;
@@ -226,6 +232,7 @@ air_log_writer_main(Datum main_arg)
 	pgstat_report_stat(true);
 
 	/* code 0 would unregister the worker; during shutdown none restarts */
+	writer_done = true;
 	proc_exit(1);
 }
 
@@ -355,7 +362,7 @@ writer_sigterm(SIGNAL_ARGS)
 static void
 writer_on_exit(int code, Datum arg)
 {
-	logq_writer_exit(writer_index, writer_connecting);
+	logq_writer_exit(writer_index, writer_connecting, !writer_done);
 }
 
 /*

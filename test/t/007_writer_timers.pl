@@ -1,7 +1,8 @@
 # The log writer's timers and signals under load: retention and a
 # configuration reload are taken between batches, so calls every 200 ms do
 # not hold them off; pg_terminate_backend ends a writer waiting for a lock
-# at once, and its batch is written by the next writer; SIGTERM in the
+# at once, and its batch is written by the next writer (after three such
+# deaths in a row the records are lost, not retried forever); SIGTERM in the
 # pause between batches, or a clean shutdown, writes what is queued first;
 # the count of writer errors left out of the server log outlives the
 # writer.
@@ -88,6 +89,32 @@ $caller->quit;
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM ai_call_log WHERE backend_pid = $caller_pid"),
 	1, 'its record was written by the next writer');
+
+# writers terminated three times in a row without writing: the records
+# are counted lost, not retried by a writer restarted at once forever
+$locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE ai_call_log IN ACCESS EXCLUSIVE MODE');
+my $lost_before = log_stats($node)->{lost};
+$node->safe_psql('postgres', q{SELECT ai_chat('doomed', ARRAY['ok'])});
+for my $n (1 .. 3)
+{
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM ($writers) w JOIN pg_stat_activity a USING (pid)
+			 WHERE a.wait_event_type = 'Lock'"),
+		"writer $n waits for the lock");
+	$pid = $node->safe_psql('postgres', $writers);
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid"),
+		"writer $n is gone");
+}
+ok($node->poll_query_until('postgres', 'SELECT in_queue = 0 FROM ai_log_stats()'),
+	'after the third, the record leaves the queue');
+my $stats = log_stats($node);
+is($stats->{lost} - $lost_before, 1, 'counted lost');
+like($stats->{last_error}, qr/died 3 times in a row: 1 queued records lost/, 'with the reason');
+$locker->query_safe('COMMIT');
+$locker->quit;
 
 # SIGTERM during the pause between batches: the writer writes what is
 # queued and exits at once; so does a clean shutdown
