@@ -15,11 +15,14 @@
  * below (at a character boundary) and the prompt gets the room that is
  * left, so a long prompt is stored truncated.
  *
- * When the queue is full a record waits for room up to
- * ai_resilience.log_queue_wait; past that it is lost, counted, and a
- * WARNING says so.  After a loss the rest of the transaction does not wait
- * again, so that a blocked writer costs one wait per transaction, not one
- * per attempt.
+ * When the database's share of the queue is full a record waits for room
+ * up to ai_resilience.log_queue_wait; past that it is lost and counted.
+ * After a loss the rest of the transaction does not wait again, so that a
+ * blocked writer costs one wait per transaction, not one per attempt.  The
+ * losses are reported by one WARNING per statement, with their number:
+ * when the outermost executor run ends (so a query calling ai_chat for
+ * many rows, or a function doing so, warns once), or else when the
+ * transaction ends.
  *
  * LOCKING RULES: none here; see log_queue.c.
  *
@@ -27,6 +30,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "executor/executor.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -73,6 +78,23 @@ static LocalTransactionId lost_in_lxid = InvalidLocalTransactionId;
 
 static bool warned_recovery = false;
 
+/* Records lost and not reported yet, by reason. */
+static int	lost_full = 0;
+static int	lost_no_database = 0;
+
+/* Executor runs under way, so that only the outermost one reports losses. */
+static int	executor_depth = 0;
+
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+
+static void calllog_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+								uint64 count, bool execute_once);
+static void calllog_ExecutorFinish(QueryDesc *queryDesc);
+static void calllog_ExecutorEnd(QueryDesc *queryDesc);
+static void calllog_xact_callback(XactEvent event, void *arg);
+static void report_lost(void);
 static void pack_attempt(const CallAttempt *a, LogRecord *record);
 static void pack_string(LogRecord *record, LogString which, const char *value,
 						const List *keys, int *used);
@@ -89,8 +111,25 @@ calllog_require_loaded(void)
 }
 
 /*
- * Queue one attempt for the log, waiting for room if the queue is full; a
- * record that cannot be queued is counted lost with a WARNING.
+ * Install the hooks that report lost records once per statement; from
+ * _PG_init, when preloaded.
+ */
+void
+calllog_install_hooks(void)
+{
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = calllog_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = calllog_ExecutorFinish;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = calllog_ExecutorEnd;
+	RegisterXactCallback(calllog_xact_callback, NULL);
+}
+
+/*
+ * Queue one attempt for the log, waiting for room if the database's share
+ * of the queue is full; a record that cannot be queued is counted lost, and
+ * reported at the end of the statement.
  */
 void
 calllog_append(const CallAttempt *a)
@@ -112,21 +151,10 @@ calllog_append(const CallAttempt *a)
 			break;
 		case LOGQ_LOST_FULL:
 			lost_in_lxid = MyProc->lxid;
-			ereport(WARNING,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("an ai_call_log record was lost: the log queue is full"),
-					 lost_already ?
-					 errdetail("An earlier record of this transaction was lost after waiting ai_resilience.log_queue_wait (%d ms).",
-							   air_log_queue_wait_ms) :
-					 errdetail("It stayed full for ai_resilience.log_queue_wait (%d ms).",
-							   air_log_queue_wait_ms),
-					 errhint("The log writer is behind or blocked (a lock on ai_call_log?); see ai_log_stats().")));
+			lost_full++;
 			break;
 		case LOGQ_LOST_NO_DATABASE:
-			ereport(WARNING,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("an ai_call_log record was lost: more than %d databases have records queued",
-							LOG_MAX_DATABASES)));
+			lost_no_database++;
 			break;
 		case LOGQ_LOST_RECOVERY:
 			if (!warned_recovery)
@@ -152,6 +180,94 @@ calllog_append_in_cleanup(const CallAttempt *a)
 		return;
 	pack_attempt(a, record);
 	(void) logq_enqueue(record, 0);
+}
+
+/* ExecutorRun hook: count the nesting. */
+static void
+calllog_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+					uint64 count, bool execute_once)
+{
+	executor_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		executor_depth--;
+	}
+	PG_END_TRY();
+}
+
+/* ExecutorFinish hook: count the nesting (AFTER triggers run here). */
+static void
+calllog_ExecutorFinish(QueryDesc *queryDesc)
+{
+	executor_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		executor_depth--;
+	}
+	PG_END_TRY();
+}
+
+/* ExecutorEnd hook: the outermost statement reports its losses. */
+static void
+calllog_ExecutorEnd(QueryDesc *queryDesc)
+{
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (executor_depth == 0)
+		report_lost();
+}
+
+/* End of transaction: report losses no executor end reported (an error). */
+static void
+calllog_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		executor_depth = 0;
+		report_lost();
+	}
+}
+
+/* One WARNING for the records lost since the last report, if any. */
+static void
+report_lost(void)
+{
+	int			full = lost_full;
+	int			no_database = lost_no_database;
+
+	if (full + no_database == 0)
+		return;
+	lost_full = lost_no_database = 0;
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg_plural("%d ai_call_log record was lost",
+						   "%d ai_call_log records were lost",
+						   full + no_database, full + no_database),
+			 full > 0 ?
+			 errdetail("This database's share of the log queue (%d records) stayed full for ai_resilience.log_queue_wait (%d ms).",
+					   Max(1, air_log_queue_size / LOG_DATABASE_SHARE),
+					   air_log_queue_wait_ms) :
+			 errdetail("More than %d databases had records queued.",
+					   LOG_MAX_DATABASES),
+			 full > 0 ?
+			 errhint("The log writer is behind or blocked (a lock on ai_call_log?); see ai_log_stats().") : 0));
 }
 
 /* Copy an attempt into a record; strings are cut to fit. */

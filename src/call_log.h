@@ -46,6 +46,7 @@ typedef struct CallAttempt
 	const List *keys;			/* API keys, redacted from the gateway's strings */
 } CallAttempt;
 
+extern void calllog_install_hooks(void);
 extern void calllog_require_loaded(void);
 extern void calllog_append(const CallAttempt *attempt);
 extern void calllog_append_in_cleanup(const CallAttempt *attempt);

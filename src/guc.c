@@ -49,6 +49,7 @@
 #include "utils/varlena.h"
 
 #include "guc.h"
+#include "log_queue.h"
 #include "secrets.h"
 
 /*---- GUC variables ----*/
@@ -79,6 +80,7 @@ int			air_first_byte_timeout_ms = 100000;
 int			air_stream_idle_timeout_ms = 60000;
 bool		air_log_attempts = true;
 int			air_log_queue_size = 4096;
+int			air_log_writers = 2;
 int			air_log_queue_wait_ms = 5000;
 int			air_log_retention_s = 0;
 int			air_log_writer_delay_ms = 10;
@@ -339,10 +341,22 @@ air_define_gucs(void)
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("ai_resilience.log_queue_size",
 								"Attempt records the shared log queue holds until a log writer inserts them.",
-								"Each takes 2 kB of shared memory. A crash loses at most this many records.",
+								"Each takes 2 kB of shared memory. One database holds at most a quarter of them. A crash loses at most this many records.",
 								&air_log_queue_size,
 								4096,
 								1, 262144,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("ai_resilience.log_writers",
+								"Log writer background workers, started with the server.",
+								"Each holds a max_worker_processes slot for good, so that no parallel query can keep the log from being written. "
+								"A writer serves one database at a time.",
+								&air_log_writers,
+								2,
+								1, LOG_MAX_WRITERS,
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
@@ -370,7 +384,7 @@ air_define_gucs(void)
 
 	DefineCustomIntVariable("ai_resilience.log_retention",
 							"Age after which the log writer deletes ai_call_log rows.",
-							"0 keeps every row. Applied by the running log writer when idle, 1000 rows per transaction.",
+							"0 keeps every row. Applied by the log writer serving the database, between batches, every half retention (at most every minute), 1000 rows per transaction.",
 							&air_log_retention_s,
 							0,
 							0, INT_MAX,

@@ -36,6 +36,7 @@ extern int	air_first_byte_timeout_ms;
 extern int	air_stream_idle_timeout_ms;
 extern bool air_log_attempts;
 extern int	air_log_queue_size;
+extern int	air_log_writers;
 extern int	air_log_queue_wait_ms;
 extern int	air_log_retention_s;
 extern int	air_log_writer_delay_ms;

@@ -4,36 +4,51 @@
  *	  The shared-memory queue of attempt records waiting for a log writer.
  *
  * Backends put one record per HTTP attempt into a bounded array of
- * fixed-size slots (ai_resilience.log_queue_size of them); a log writer per
- * database (log_writer.c) takes its database's records in order, inserts
- * them into that database's ai_call_log in its own transaction, and only
- * then gives their slots back.  So a record leaves the queue once it is
- * committed or counted lost, and a writer killed mid-batch leaves its batch
- * for the next writer.
+ * fixed-size slots (ai_resilience.log_queue_size of them); a log writer
+ * (log_writer.c) takes one database's records in order, inserts them into
+ * that database's ai_call_log in its own transaction, and only then gives
+ * their slots back.  So a record leaves the queue once it is committed or
+ * counted lost, and a writer killed mid-batch leaves its batch for the next
+ * writer.
  *
  * Free slots form one list; each database with records has its own FIFO
- * list of slots (an entry of databases[]), so one database's slow writer
- * only delays another database by the room its records take.  Records
- * carry a queue-wide sequence number and the queuing backend's
- * MyBackendId and pid; done_seq[backend id] is the highest number written
- * or lost of the backend that holds that id now (done_pid), which is all
- * ai_flush_log needs because a backend's records all go to one database and
- * are handled in order.  Records of an earlier holder of the id, perhaps
- * for another database, do not move it.
+ * list of slots (an entry of databases[]).  A database holds at most
+ * 1/LOG_DATABASE_SHARE of the slots: a database whose writer is blocked
+ * (a user's lock on its ai_call_log) fills its own share and then loses its
+ * own records, while up to LOG_DATABASE_SHARE - 1 such databases leave the
+ * others room.  Records carry a queue-wide sequence number and the queuing
+ * backend's MyBackendId and pid; done_seq[backend id] is the highest number
+ * written or lost of the backend that holds that id now (done_pid), and
+ * done_lsn[backend id] the end of the commit that wrote it, which is all
+ * ai_flush_log needs (it waits for done_seq, then flushes WAL up to
+ * done_lsn) because a backend's records all go to one database and are
+ * handled in order.  Records of an earlier holder of the id, perhaps for
+ * another database, do not move them.
  *
- * A backend starts its database's writer when it queues a record and none
- * runs (log_writer.c registers a dynamic background worker); a running
- * writer is woken by setting its latch, by the record that makes its
- * database's list non-empty (a writer sleeps only when its list is empty).  Backends waiting for room sleep on
- * room_cv, ai_flush_log on done_cv; the writer broadcasts both when it gives
- * slots back.
+ * Writers are ai_resilience.log_writers static background workers,
+ * registered at server start (log_writer.c): so they hold
+ * max_worker_processes slots that no parallel query or other dynamic worker
+ * can take.  A worker not serving a database is unconnected and sleeps on
+ * its latch, listed in writers[] as idle.  A backend that queues a record
+ * for a database without a writer assigns it an idle writer and sets its
+ * latch; with none idle the database waits (waiting_since), and the next
+ * writer to become free takes the database that has waited longest.  A
+ * writer connects to its database, writes until the database has been idle
+ * a while, or until it has served it for a time slice while another
+ * database waits, and then exits with code 1, which has the postmaster
+ * start it again at once, unconnected (a process connects to one database
+ * in its life).  A running writer is woken by setting its latch, by the
+ * record that makes its database's list non-empty (a writer sleeps only
+ * when its list is empty).  Backends waiting for room sleep on room_cv,
+ * ai_flush_log on done_cv; a writer broadcasts both when it gives slots
+ * back.
  *
- * LOCKING RULES: every field of LogQueueShared, the slot links, done_seq
- * and done_pid are read and changed under the queue's LWLock (exclusive to
- * change, shared to read).  A slot's record is written before it is linked
- * into a database's list, and is not changed while it is in the list, so
- * its writer reads it without the lock until it releases it.  Nothing is
- * allocated, and no error is raised, while the lock is held.
+ * LOCKING RULES: every field of LogQueueShared, the slot links, done_seq,
+ * done_lsn and done_pid are read and changed under the queue's LWLock
+ * (exclusive to change, shared to read).  A slot's record is written before
+ * it is linked into a database's list, and is not changed while it is in
+ * the list, so its writer reads it without the lock until it releases it.
+ * Nothing is allocated, and no error is raised, while the lock is held.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,22 +67,17 @@
 
 #include "guc.h"
 #include "log_queue.h"
-#include "log_writer.h"
 
-/* A start request older than this is taken to have failed. */
-#define WRITER_START_TIMEOUT_MS	30000
+/*
+ * A database whose writers died this many times in a row without writing
+ * has its records counted lost, so that records a writer cannot survive do
+ * not make it crash-loop (writers are restarted at once).
+ */
+#define WRITER_MAX_FAILURES	3
 
 /* Name of the shared memory area and of the LWLock tranche. */
 #define LOGQ_SHMEM_NAME		"pg_ai_resilience log queue"
 #define LOGQ_TRANCHE_NAME	"pg_ai_resilience"
-
-/* Whether a database's writer runs. */
-typedef enum WriterState
-{
-	WRITER_NONE,				/* none: the next record starts one */
-	WRITER_STARTING,			/* registered, not attached yet */
-	WRITER_RUNNING				/* attached: wake it by its latch */
-} WriterState;
 
 /* A database with records queued or a writer. */
 typedef struct LogDatabase
@@ -76,10 +86,17 @@ typedef struct LogDatabase
 	int			head;			/* first queued slot; -1: none */
 	int			tail;			/* last queued slot; -1: none */
 	int			count;			/* slots in the list */
-	WriterState writer;
-	int			writer_procno;	/* with WRITER_RUNNING: its PGPROC */
-	TimestampTz start_requested_at; /* with WRITER_STARTING */
+	int			writer;			/* index into writers[]; -1: none */
+	TimestampTz waiting_since;	/* with records and no writer: since when */
+	int			failures;		/* writers that died since the last release */
 } LogDatabase;
+
+/* A log writer process, whether it serves a database or is idle. */
+typedef struct LogWriter
+{
+	int			procno;			/* its PGPROC; -1: not running */
+	int			db_index;		/* the database it serves; -1: idle */
+} LogWriter;
 
 /* The queue's shared state; the arrays follow it in shared memory. */
 typedef struct LogQueueShared
@@ -97,13 +114,17 @@ typedef struct LogQueueShared
 	uint64		queue_waits;	/* records that had to wait for room */
 	char		last_error[256];	/* a writer's last error; "" if none */
 	TimestampTz last_error_at;
+	TimestampTz error_logged_at;	/* a writer's last error in the server log */
+	int			errors_not_logged;	/* errors since, not in the server log */
 	LogDatabase databases[LOG_MAX_DATABASES];
+	LogWriter	writers[LOG_MAX_WRITERS];
 } LogQueueShared;
 
 /*---- shared state and this backend's view of it ----*/
 
 static LogQueueShared *logq = NULL;
 static uint64 *logq_done_seq = NULL;	/* [MaxBackends + 1] */
+static XLogRecPtr *logq_done_lsn = NULL;	/* [MaxBackends + 1] */
 static int *logq_done_pid = NULL;	/* [MaxBackends + 1]: done_seq's owner */
 static int *logq_next = NULL;	/* [nslots]: next slot in its list */
 static char *logq_slots = NULL; /* nslots * LOG_SLOT_SIZE */
@@ -114,10 +135,11 @@ static uint64 my_last_seq = 0;
 static Size logq_shmem_size(void);
 static LogRecord *slot_record(int slot);
 static LogDatabase *find_database(Oid dboid);
-static bool writer_needed(LogDatabase *db, TimestampTz now);
-static void start_writer(LogDatabase *db);
+static int	database_share(void);
+static int	assign_writer(LogDatabase *db, TimestampTz now);
+static int	longest_waiting(void);
 static void wake_writer(int procno);
-static void release_head_slot(LogDatabase *db);
+static void release_head_slot(LogDatabase *db, XLogRecPtr commit_lsn);
 static void drop_records(LogDatabase *db);
 static long ms_left(TimestampTz deadline);
 
@@ -128,6 +150,7 @@ logq_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(LogQueueShared));
 
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends + 1, sizeof(uint64))));
+	size = add_size(size, MAXALIGN(mul_size(MaxBackends + 1, sizeof(XLogRecPtr))));
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends + 1, sizeof(int))));
 	size = add_size(size, MAXALIGN(mul_size(air_log_queue_size, sizeof(int))));
 	size = add_size(size, mul_size(air_log_queue_size, LOG_SLOT_SIZE));
@@ -155,6 +178,8 @@ logq_init_shmem(void)
 	next = (char *) logq + MAXALIGN(sizeof(LogQueueShared));
 	logq_done_seq = (uint64 *) next;
 	next += MAXALIGN(sizeof(uint64) * (MaxBackends + 1));
+	logq_done_lsn = (XLogRecPtr *) next;
+	next += MAXALIGN(sizeof(XLogRecPtr) * (MaxBackends + 1));
 	logq_done_pid = (int *) next;
 	next += MAXALIGN(sizeof(int) * (MaxBackends + 1));
 	logq_next = (int *) next;
@@ -176,9 +201,12 @@ logq_init_shmem(void)
 		for (i = 0; i < LOG_MAX_DATABASES; i++)
 		{
 			logq->databases[i].head = logq->databases[i].tail = -1;
-			logq->databases[i].writer_procno = -1;
+			logq->databases[i].writer = -1;
 		}
+		for (i = 0; i < LOG_MAX_WRITERS; i++)
+			logq->writers[i].procno = logq->writers[i].db_index = -1;
 		memset(logq_done_seq, 0, sizeof(uint64) * (MaxBackends + 1));
+		memset(logq_done_lsn, 0, sizeof(XLogRecPtr) * (MaxBackends + 1));
 		memset(logq_done_pid, 0, sizeof(int) * (MaxBackends + 1));
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -200,10 +228,10 @@ slot_record(int slot)
 
 /*
  * Queue a record for this backend's database, waiting up to wait_ms for
- * room (cancellable); 0 never waits.  Raises no error of its own, and
- * allocates nothing, so that error cleanup may call it with wait_ms 0.
- * record->data must hold its strings; the fields saying who queued it are
- * filled in here.
+ * room in the database's share (cancellable); 0 never waits.  Raises no
+ * error of its own, and allocates nothing, so that error cleanup and exit
+ * callbacks may call it with wait_ms 0.  record->data must hold its
+ * strings; the fields saying who queued it are filled in here.
  */
 LogEnqueueResult
 logq_enqueue(LogRecord *record, int wait_ms)
@@ -226,7 +254,6 @@ logq_enqueue(LogRecord *record, int wait_ms)
 	for (;;)
 	{
 		LogDatabase *db;
-		bool		start = false;
 		bool		give_up;
 		bool		was_empty;
 		int			wake_procno = -1;
@@ -243,7 +270,7 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			return LOGQ_LOST_NO_DATABASE;
 		}
 		was_empty = db->count == 0;
-		if (logq->nfree > 0)
+		if (logq->nfree > 0 && db->count < database_share())
 		{
 			slot = logq->free_head;
 			logq->free_head = logq_next[slot];
@@ -269,6 +296,7 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			{
 				logq_done_pid[MyBackendId] = MyProcPid;
 				logq_done_seq[MyBackendId] = 0;
+				logq_done_lsn[MyBackendId] = InvalidXLogRecPtr;
 			}
 		}
 		else
@@ -279,13 +307,13 @@ logq_enqueue(LogRecord *record, int wait_ms)
 		 * stays in the list until written: so only the first record after
 		 * an empty spell needs to wake it.
 		 */
-		if (db->writer == WRITER_RUNNING)
+		if (db->writer >= 0)
 		{
 			if (slot >= 0 && was_empty)
-				wake_procno = db->writer_procno;
+				wake_procno = logq->writers[db->writer].procno;
 		}
 		else if (db->count > 0)
-			start = writer_needed(db, GetCurrentTimestamp());
+			wake_procno = assign_writer(db, GetCurrentTimestamp());
 		give_up = slot < 0 &&
 			(wait_ms <= 0 || (waited && ms_left(deadline) <= 0));
 		if (give_up)
@@ -294,10 +322,7 @@ logq_enqueue(LogRecord *record, int wait_ms)
 			logq->queue_waits++;
 		LWLockRelease(logq->lock);
 
-		if (start)
-			start_writer(db);
-		else if (wake_procno >= 0)
-			wake_writer(wake_procno);
+		wake_writer(wake_procno);
 
 		if (slot >= 0)
 		{
@@ -323,8 +348,10 @@ logq_enqueue(LogRecord *record, int wait_ms)
 }
 
 /*
- * Wait until every record this backend queued is written or counted lost.
- * False when timeout_ms passes first.  Cancellable.
+ * Wait until every record this backend queued is written or counted lost,
+ * then until the WAL of the commits that wrote them is flushed (writers
+ * commit asynchronously), so that a crash cannot lose them.  False when
+ * timeout_ms passes first.  Cancellable.
  */
 bool
 logq_flush(long timeout_ms)
@@ -337,25 +364,37 @@ logq_flush(long timeout_ms)
 
 	for (;;)
 	{
-		LogDatabase *db;
+		XLogRecPtr	commit_lsn = InvalidXLogRecPtr;
 		bool		done;
-		bool		start = false;
+		int			wake_procno = -1;
 
 		LWLockAcquire(logq->lock, LW_EXCLUSIVE);
 		done = logq_done_pid[MyBackendId] == MyProcPid &&
 			logq_done_seq[MyBackendId] >= my_last_seq;
-		/* a writer that died leaves its records: start a new one */
-		db = done ? NULL : find_database(MyDatabaseId);
-		if (db != NULL && db->count > 0)
-			start = writer_needed(db, GetCurrentTimestamp());
+		if (done)
+			commit_lsn = logq_done_lsn[MyBackendId];
+		else
+		{
+			/* a writer that died leaves its records: assign another */
+			LogDatabase *db = find_database(MyDatabaseId);
+
+			if (db != NULL && db->count > 0 && db->writer < 0)
+				wake_procno = assign_writer(db, GetCurrentTimestamp());
+		}
 		LWLockRelease(logq->lock);
 
-		if (start)
-			start_writer(db);
-		if (done || ms_left(deadline) <= 0)
+		wake_writer(wake_procno);
+		if (done)
 		{
 			ConditionVariableCancelSleep();
-			return done;
+			if (!XLogRecPtrIsInvalid(commit_lsn))
+				XLogFlush(commit_lsn);
+			return true;
+		}
+		if (ms_left(deadline) <= 0)
+		{
+			ConditionVariableCancelSleep();
+			return false;
 		}
 		ConditionVariableTimedSleep(&logq->done_cv, ms_left(deadline),
 									PG_WAIT_EXTENSION);
@@ -375,8 +414,8 @@ logq_get_stats(LogQueueStats *stats)
 	stats->lost = logq->lost;
 	stats->queue_waits = logq->queue_waits;
 	stats->in_queue = logq->nslots - logq->nfree;
-	for (i = 0; i < LOG_MAX_DATABASES; i++)
-		if (logq->databases[i].writer == WRITER_RUNNING)
+	for (i = 0; i < LOG_MAX_WRITERS; i++)
+		if (logq->writers[i].db_index >= 0)
 			stats->writers++;
 	strlcpy(stats->last_error, logq->last_error, sizeof(stats->last_error));
 	stats->last_error_at = logq->last_error_at;
@@ -384,24 +423,33 @@ logq_get_stats(LogQueueStats *stats)
 }
 
 /*
- * Register this process as the writer of databases[db_index]; returns the
- * database, or InvalidOid when another writer already runs for it.
+ * Called by writers[writer] while it is not connected: list it as running,
+ * and return the database it is to serve (its entry, and its OID in
+ * *dboid), or -1 when there is none yet (the caller sleeps on its latch,
+ * which a backend sets when it assigns a database).  With no database
+ * assigned it takes the one that has waited longest for a writer.
  */
-Oid
-logq_writer_attach(int db_index)
+int
+logq_writer_claim(int writer, Oid *dboid)
 {
-	LogDatabase *db = &logq->databases[db_index];
-	Oid			dboid = InvalidOid;
+	LogWriter  *w = &logq->writers[writer];
+	int			db_index;
 
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
-	if (db->writer != WRITER_RUNNING && OidIsValid(db->dboid))
+	w->procno = MyProc->pgprocno;
+	if (w->db_index < 0)
 	{
-		db->writer = WRITER_RUNNING;
-		db->writer_procno = MyProc->pgprocno;
-		dboid = db->dboid;
+		db_index = longest_waiting();
+		if (db_index >= 0)
+		{
+			w->db_index = db_index;
+			logq->databases[db_index].writer = writer;
+		}
 	}
+	db_index = w->db_index;
+	*dboid = db_index >= 0 ? logq->databases[db_index].dboid : InvalidOid;
 	LWLockRelease(logq->lock);
-	return dboid;
+	return db_index;
 }
 
 /*
@@ -425,17 +473,20 @@ logq_writer_take(int db_index, LogRecord **records, int max)
 
 /*
  * Give back the ntaken records of the last take, of which nwritten were
- * committed and the rest are lost, and wake whoever waits for them.
+ * committed by the commit ending at commit_lsn and the rest are lost, and
+ * wake whoever waits for them.
  */
 void
-logq_writer_release(int db_index, int ntaken, int nwritten)
+logq_writer_release(int db_index, int ntaken, int nwritten,
+					XLogRecPtr commit_lsn)
 {
 	LogDatabase *db = &logq->databases[db_index];
 	int			i;
 
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
 	for (i = 0; i < ntaken && db->head >= 0; i++)
-		release_head_slot(db);
+		release_head_slot(db, commit_lsn);
+	db->failures = 0;
 	logq->written += nwritten;
 	logq->lost += ntaken - nwritten;
 	LWLockRelease(logq->lock);
@@ -445,44 +496,62 @@ logq_writer_release(int db_index, int ntaken, int nwritten)
 }
 
 /*
- * The writer may go when its database has nothing queued: it is then
- * marked gone, so the next record starts a new one.  True if it may go.
+ * Whether writers[writer] should stop serving its database: it has nothing
+ * queued and idle_long says it has been idle long enough, or served_long
+ * says its time slice is over and another database waits for a writer.  If
+ * so the database is left without a writer (its records, if any, go to the
+ * next free writer) and true is returned: the caller exits.
  */
 bool
-logq_writer_detach_if_idle(int db_index)
+logq_writer_leave(int writer, bool idle_long, bool served_long)
 {
-	LogDatabase *db = &logq->databases[db_index];
-	bool		idle;
+	LogWriter  *w = &logq->writers[writer];
+	LogDatabase *db = &logq->databases[w->db_index];
+	bool		leave;
+	int			wake_procno = -1;
 
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
-	idle = db->count == 0;
-	if (idle && db->writer_procno == MyProc->pgprocno)
+	leave = (idle_long && db->count == 0) ||
+		(served_long && longest_waiting() >= 0);
+	if (leave)
 	{
-		db->writer = WRITER_NONE;
-		db->writer_procno = -1;
+		/* not idle either: it exits, and comes back through claim */
+		db->writer = -1;
+		w->db_index = -1;
+		w->procno = -1;
+		if (db->count > 0)
+			wake_procno = assign_writer(db, GetCurrentTimestamp());
 	}
 	LWLockRelease(logq->lock);
-	return idle;
+	wake_writer(wake_procno);
+	return leave;
 }
 
 /*
- * The writer exits, however it ends.  A writer that could not connect to
- * its database drops the database's records as lost: they could never be
- * written.
+ * writers[writer] exits, however it ends: its database is left without a
+ * writer.  When it could not connect to the database (dropped), the
+ * database's records are counted lost: they could never be written; so
+ * are they when writers died (failed: a FATAL error, a terminate)
+ * WRITER_MAX_FAILURES times in a row.
  */
 void
-logq_writer_exit(int db_index, bool connected)
+logq_writer_exit(int writer, bool connect_failed, bool failed)
 {
-	LogDatabase *db = &logq->databases[db_index];
+	LogWriter  *w = &logq->writers[writer];
+	int			wake_procno = -1;
 
 	if (MyProc == NULL)
 		return;
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
-	if (db->writer == WRITER_RUNNING && db->writer_procno == MyProc->pgprocno)
+	if (w->db_index >= 0)
 	{
-		db->writer = WRITER_NONE;
-		db->writer_procno = -1;
-		if (!connected && db->count > 0)
+		LogDatabase *db = &logq->databases[w->db_index];
+
+		db->writer = -1;
+		w->db_index = -1;
+		if (failed)
+			db->failures++;
+		if (connect_failed && db->count > 0)
 		{
 			snprintf(logq->last_error, sizeof(logq->last_error),
 					 "could not connect to database %u: %d queued records lost",
@@ -490,20 +559,52 @@ logq_writer_exit(int db_index, bool connected)
 			logq->last_error_at = GetCurrentTimestamp();
 			drop_records(db);
 		}
+		else if (db->failures >= WRITER_MAX_FAILURES && db->count > 0)
+		{
+			snprintf(logq->last_error, sizeof(logq->last_error),
+					 "the log writers of database %u died %d times in a row: %d queued records lost",
+					 db->dboid, db->failures, db->count);
+			logq->last_error_at = GetCurrentTimestamp();
+			drop_records(db);
+			db->failures = 0;
+		}
+		else if (db->count > 0)
+			wake_procno = assign_writer(db, GetCurrentTimestamp());
 	}
+	w->procno = -1;
 	LWLockRelease(logq->lock);
+	wake_writer(wake_procno);
 	ConditionVariableBroadcast(&logq->room_cv);
 	ConditionVariableBroadcast(&logq->done_cv);
 }
 
-/* Keep a writer's error for ai_log_stats(). */
-void
-logq_report_error(const char *message)
+/*
+ * Keep a writer's error for ai_log_stats(), and say whether it should go to
+ * the server log: not when another did less than interval_ms ago, in which
+ * case it is counted.  *not_logged is how many were not logged before this
+ * one.  The count is shared by every writer and outlives them.
+ */
+bool
+logq_report_error(const char *message, int *not_logged, int interval_ms)
 {
+	TimestampTz now = GetCurrentTimestamp();
+	bool		log_it;
+
 	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
 	strlcpy(logq->last_error, message, sizeof(logq->last_error));
-	logq->last_error_at = GetCurrentTimestamp();
+	logq->last_error_at = now;
+	log_it = logq->error_logged_at == 0 ||
+		TimestampDifferenceExceeds(logq->error_logged_at, now, interval_ms);
+	*not_logged = logq->errors_not_logged;
+	if (log_it)
+	{
+		logq->error_logged_at = now;
+		logq->errors_not_logged = 0;
+	}
+	else
+		logq->errors_not_logged++;
 	LWLockRelease(logq->lock);
+	return log_it;
 }
 
 /*
@@ -522,70 +623,90 @@ find_database(Oid dboid)
 
 		if (db->dboid == dboid)
 			return db;
-		if (spare == NULL && db->count == 0 && db->writer == WRITER_NONE)
+		if (spare == NULL && db->count == 0 && db->writer < 0)
 			spare = db;
 	}
 	if (spare != NULL)
 	{
 		spare->dboid = dboid;
 		spare->head = spare->tail = -1;
+		spare->waiting_since = 0;
+		spare->failures = 0;
 	}
 	return spare;
 }
 
-/*
- * Whether a writer must be started for a database with records: none runs,
- * or an earlier start request seems to have failed.  If so it is marked
- * starting, and the caller starts it after releasing the lock.
- */
-static bool
-writer_needed(LogDatabase *db, TimestampTz now)
+/* Most records one database may hold. */
+static int
+database_share(void)
 {
-	if (db->writer == WRITER_RUNNING)
-		return false;
-	if (db->writer == WRITER_STARTING &&
-		!TimestampDifferenceExceeds(db->start_requested_at, now,
-									WRITER_START_TIMEOUT_MS))
-		return false;
-	db->writer = WRITER_STARTING;
-	db->start_requested_at = now;
-	return true;
+	return Max(1, logq->nslots / LOG_DATABASE_SHARE);
 }
 
 /*
- * Start the writer of a database marked starting; when no worker slot is
- * free, mark it not running again, so that a later record retries.
+ * Give a database with records and no writer an idle writer, and return
+ * the PGPROC number whose latch the caller sets after releasing the lock;
+ * -1 when no writer is idle: the database then waits for the next writer to
+ * become free.  Lock held exclusively.
  */
-static void
-start_writer(LogDatabase *db)
+static int
+assign_writer(LogDatabase *db, TimestampTz now)
 {
-	int			db_index = db - logq->databases;
+	int			i;
 
-	if (logwriter_launch(db_index, db->dboid))
-		return;
-	LWLockAcquire(logq->lock, LW_EXCLUSIVE);
-	if (db->writer == WRITER_STARTING)
-		db->writer = WRITER_NONE;
-	strlcpy(logq->last_error,
-			"could not start a log writer: no free background worker slot (max_worker_processes)",
-			sizeof(logq->last_error));
-	logq->last_error_at = GetCurrentTimestamp();
-	LWLockRelease(logq->lock);
+	for (i = 0; i < LOG_MAX_WRITERS; i++)
+	{
+		LogWriter  *w = &logq->writers[i];
+
+		if (w->procno >= 0 && w->db_index < 0)
+		{
+			w->db_index = db - logq->databases;
+			db->writer = i;
+			db->waiting_since = 0;
+			return w->procno;
+		}
+	}
+	if (db->waiting_since == 0)
+		db->waiting_since = now;
+	return -1;
 }
 
-/* Set a running writer's latch. */
+/*
+ * The database that has waited longest for a writer, or -1 when none
+ * waits.  Lock held.
+ */
+static int
+longest_waiting(void)
+{
+	int			best = -1;
+	int			i;
+
+	for (i = 0; i < LOG_MAX_DATABASES; i++)
+	{
+		LogDatabase *db = &logq->databases[i];
+
+		if (db->count > 0 && db->writer < 0 &&
+			(best < 0 || db->waiting_since < logq->databases[best].waiting_since))
+			best = i;
+	}
+	return best;
+}
+
+/* Set a writer's latch; -1: none to wake. */
 static void
 wake_writer(int procno)
 {
-	SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
 /*
  * Take a database's first record off its list: it is done for its backend
- * (written or lost), and its slot is free again.  Lock held.
+ * (written by the commit ending at commit_lsn, or lost), and its slot is
+ * free again.  Lock held.
  */
 static void
-release_head_slot(LogDatabase *db)
+release_head_slot(LogDatabase *db, XLogRecPtr commit_lsn)
 {
 	int			slot = db->head;
 	LogRecord  *record = slot_record(slot);
@@ -593,7 +714,11 @@ release_head_slot(LogDatabase *db)
 	if (record->backend_id > 0 && record->backend_id <= MaxBackends &&
 		logq_done_pid[record->backend_id] == record->backend_pid &&
 		logq_done_seq[record->backend_id] < record->seq)
+	{
 		logq_done_seq[record->backend_id] = record->seq;
+		if (commit_lsn > logq_done_lsn[record->backend_id])
+			logq_done_lsn[record->backend_id] = commit_lsn;
+	}
 	db->head = logq_next[slot];
 	if (db->head < 0)
 		db->tail = -1;
@@ -609,7 +734,7 @@ drop_records(LogDatabase *db)
 {
 	while (db->head >= 0)
 	{
-		release_head_slot(db);
+		release_head_slot(db, InvalidXLogRecPtr);
 		logq->lost++;
 	}
 }

@@ -8,6 +8,7 @@
 #ifndef AIR_LOG_QUEUE_H
 #define AIR_LOG_QUEUE_H
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "utils/uuid.h"
 
@@ -16,6 +17,16 @@
 
 /* Databases that may have records queued, or a writer, at one time. */
 #define LOG_MAX_DATABASES	64
+
+/*
+ * A database may hold at most 1/LOG_DATABASE_SHARE of the queue's slots (at
+ * least one): so up to LOG_DATABASE_SHARE - 1 databases whose writers are
+ * blocked leave the others at least that share.
+ */
+#define LOG_DATABASE_SHARE	4
+
+/* Most log writers (ai_resilience.log_writers). */
+#define LOG_MAX_WRITERS		16
 
 /* The strings of a record, in the order they are packed. */
 typedef enum LogString
@@ -76,7 +87,8 @@ typedef enum LogEnqueueResult
 {
 	LOGQ_QUEUED,				/* in the queue */
 	LOGQ_QUEUED_AFTER_WAIT,		/* in the queue, after waiting for room */
-	LOGQ_LOST_FULL,				/* the queue stayed full: lost */
+	LOGQ_LOST_FULL,				/* the database's share of the queue stayed
+								 * full: lost */
 	LOGQ_LOST_NO_DATABASE,		/* too many databases with records: lost */
 	LOGQ_LOST_RECOVERY			/* a server in recovery cannot write: lost */
 } LogEnqueueResult;
@@ -103,12 +115,14 @@ extern LogEnqueueResult logq_enqueue(LogRecord *record, int wait_ms);
 extern bool logq_flush(long timeout_ms);
 extern void logq_get_stats(LogQueueStats *stats);
 
-/* the writer of one database */
-extern Oid	logq_writer_attach(int db_index);
+/* log writers */
+extern int	logq_writer_claim(int writer, Oid *dboid);
 extern int	logq_writer_take(int db_index, LogRecord **records, int max);
-extern void logq_writer_release(int db_index, int ntaken, int nwritten);
-extern bool logq_writer_detach_if_idle(int db_index);
-extern void logq_writer_exit(int db_index, bool connected);
-extern void logq_report_error(const char *message);
+extern void logq_writer_release(int db_index, int ntaken, int nwritten,
+								XLogRecPtr commit_lsn);
+extern bool logq_writer_leave(int writer, bool idle_long, bool served_long);
+extern void logq_writer_exit(int writer, bool connect_failed, bool failed);
+extern bool logq_report_error(const char *message, int *not_logged,
+							  int interval_ms);
 
 #endif							/* AIR_LOG_QUEUE_H */

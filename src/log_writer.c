@@ -1,19 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * log_writer.c
- *	  The background worker that writes one database's queued attempts.
+ *	  The background workers that write the queued attempts.
  *
- * A writer serves one database: the first backend to queue a record for a
- * database without a writer registers a dynamic background worker for it
- * (logwriter_launch, called from log_queue.c).  The writer connects to the
- * database, takes up to WRITER_BATCH records at a time from the queue,
- * inserts them into ai_call_log in one transaction of its own, as the
- * table's owner, and then gives them back to the queue as written; under
- * load it pauses ai_resilience.log_writer_delay between batches.  It
- * sleeps on its latch, which backends set when they queue a record, and
- * exits once it has been idle for WRITER_IDLE_EXIT_MS; the next record
- * starts a new one.  The idle exit is short so that DROP DATABASE, which
- * waits 5 s for other sessions to leave, is not refused because of us.
+ * Writers are ai_resilience.log_writers static background workers,
+ * registered at server start (logwriter_register): the max_worker_processes
+ * slots they hold cannot be taken by parallel queries or any other dynamic
+ * worker a user can start, so a writer is always there.  (A reserve checked
+ * when a dynamic worker starts would not be a guarantee: parallel workers
+ * may already hold every slot.)  A worker waits unconnected until the queue
+ * (log_queue.c) gives it a database, connects to it, takes up to
+ * WRITER_BATCH records at a time, inserts them into ai_call_log in one
+ * transaction of its own, as the table's owner, and then gives them back to
+ * the queue as written; under load it pauses ai_resilience.log_writer_delay
+ * between batches.  It sleeps on its latch, which backends set when they
+ * queue a record.  It leaves its database once it has been idle for
+ * WRITER_IDLE_EXIT_MS, or when it has served it for WRITER_SLICE_MS while
+ * another database waits for a writer, by exiting with code 1: the
+ * postmaster starts it again at once (bgw_restart_time 0), unconnected,
+ * since a process connects to one database in its life.  The idle exit is
+ * short so that DROP DATABASE, which waits 5 s for other sessions to
+ * leave, is not refused because of us.
  *
  * Failures: a batch that fails is written again row by row, each row in a
  * subtransaction, so that one row a user's constraint refuses does not
@@ -21,12 +28,16 @@
  * database where the table or extension is missing or the commit fails
  * (a full disk), are counted lost and given back.  Records are never
  * retried forever and an error never ends the worker: errors go to the
- * server log, at most one every ERROR_LOG_INTERVAL_MS, and the last one to
- * ai_log_stats().  A writer that cannot connect at all exits (code 1,
- * never restarted) and its database's records are counted lost.
+ * server log, at most one every ERROR_LOG_INTERVAL_MS for all writers
+ * together (the count of those left out is kept in shared memory, so it
+ * outlives the writer), and the last one to ai_log_stats().  A writer that
+ * cannot connect to its database (dropped) exits and the database's
+ * records are counted lost; so are they when writers died
+ * (pg_terminate_backend, a FATAL error) three times in a row without
+ * writing, so that the restart at once cannot become a crash loop.
  *
- * When idle it also deletes rows older than ai_resilience.log_retention,
- * RETENTION_BATCH rows per transaction.
+ * Commits are asynchronous (synchronous_commit off): ai_flush_log, not the
+ * writer, waits for the WAL flush of the commits that wrote its records.
  *
  * Security: the table's owner is usually a superuser, and a database owner
  * must not be able to run code as it.  So every statement runs the way
@@ -38,9 +49,17 @@
  * attach to the database (ALTER DATABASE ... SET), which the writer's
  * connection picks up, are overridden where they would stop the writer.
  *
- * SIGHUP reloads the configuration.  SIGTERM (shutdown, or
- * pg_terminate_backend) lets the writer finish the batch in hand and write
- * what is queued for its database, then exit.
+ * Retention: rows older than ai_resilience.log_retention are deleted,
+ * RETENTION_BATCH rows per transaction, on a timer of their own (every
+ * retention_interval_ms) checked between batches, so steady load does not
+ * hold it off; a pass that deleted a full batch is followed by another
+ * after the next batch of inserts.  A configuration reload (SIGHUP) is
+ * likewise taken between batches.
+ *
+ * SIGTERM (shutdown, or pg_terminate_backend): a writer waiting for a lock
+ * dies at once, as a backend would (die()), leaving its batch queued for
+ * the next writer; otherwise it finishes the batch in hand, writes what is
+ * queued for its database, and exits.
  *
  * LOCKING RULES: none of its own; the queue's are in log_queue.c.  Queued
  * records are read without a lock between logq_writer_take and
@@ -69,6 +88,8 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -88,13 +109,16 @@
 /* Records inserted per transaction. */
 #define WRITER_BATCH			1000
 
-/* A writer with nothing to do for this long exits. */
+/* A writer with nothing to do for this long leaves its database. */
 #define WRITER_IDLE_EXIT_MS		2000
+
+/* A writer serves a database this long before another waiting may have it. */
+#define WRITER_SLICE_MS			1000
 
 /* Rows deleted per transaction by ai_resilience.log_retention. */
 #define RETENTION_BATCH			1000
 
-/* Time between two retention passes that found nothing more to delete. */
+/* Longest time between two retention passes (shorter for a short retention). */
 #define RETENTION_INTERVAL_MS	60000
 
 /* At most one error in the server log per this many ms. */
@@ -124,8 +148,10 @@ typedef struct LogTable
 } LogTable;
 
 static volatile sig_atomic_t got_sigterm = false;
-static int	writer_db_index = -1;
-static bool writer_connected = false;
+static int	writer_index = -1;		/* in the queue's writers[] */
+static int	writer_db_index = -1;	/* the database served */
+static bool writer_connecting = false;	/* connecting, or failed to */
+static bool writer_done = false;	/* exits on purpose, not by an error */
 static MemoryContext batch_memory = NULL;
 
 /* The prepared INSERTs (a row, a batch), and the table they were prepared for. */
@@ -137,12 +163,11 @@ static int	insert_ncolumns = 0;
 /* The GUC nest level of pin_settings, from open_log_table to close_log_table. */
 static int	log_table_nestlevel = 0;
 
-/* Rate limit of the server log. */
-static TimestampTz error_logged_at = 0;
-static int	errors_not_logged = 0;
-
 static void writer_sigterm(SIGNAL_ARGS);
 static void writer_on_exit(int code, Datum arg);
+static void serve_database(void);
+static void pause_between_batches(void);
+static long retention_interval_ms(void);
 static int	write_queued(int max_records);
 static int	insert_batch(LogRecord **records, int n);
 static int	insert_row_by_row(LogRecord **records, int n);
@@ -163,53 +188,68 @@ static long ms_since(TimestampTz then);
 static Oid	extension_namespace(Oid extension);
 
 /*
- * Register a dynamic background worker to write the records of
- * databases[db_index].  False when no worker slot is free.
+ * Register the ai_resilience.log_writers static writers; from _PG_init,
+ * while shared_preload_libraries is processed.
  */
-bool
-logwriter_launch(int db_index, Oid dboid)
+void
+logwriter_register(void)
 {
 	BackgroundWorker worker;
+	int			i;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	/* exit code 1 after serving a database: start again at once */
+	worker.bgw_restart_time = 0;
 	strlcpy(worker.bgw_library_name, "pg_ai_resilience", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "air_log_writer_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN,
-			 "pg_ai_resilience log writer for database %u", dboid);
 	strlcpy(worker.bgw_type, "pg_ai_resilience log writer", BGW_MAXLEN);
-	worker.bgw_main_arg = Int32GetDatum(db_index);
 	worker.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
+	for (i = 0; i < air_log_writers; i++)
+	{
+		snprintf(worker.bgw_name, BGW_MAXLEN,
+				 "pg_ai_resilience log writer %d", i + 1);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
-/* Entry point of the log writer of databases[main_arg]. */
+/*
+ * Entry point of log writer number main_arg: wait for a database to serve,
+ * serve it, and exit with code 1 to be started again (also after SIGTERM:
+ * during a shutdown the postmaster restarts no worker).
+ */
 void
 air_log_writer_main(Datum main_arg)
 {
-	TimestampTz idle_since;
-	TimestampTz retention_at = 0;
-	bool		more_retention = false;
 	Oid			dboid;
 
-	writer_db_index = DatumGetInt32(main_arg);
+	writer_index = DatumGetInt32(main_arg);
 	before_shmem_exit(writer_on_exit, (Datum) 0);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, writer_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	dboid = logq_writer_attach(writer_db_index);
-	if (!OidIsValid(dboid))
-		proc_exit(0);			/* another writer serves the database */
+	while ((writer_db_index = logq_writer_claim(writer_index, &dboid)) < 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (got_sigterm)
+		{
+			writer_done = true;
+			proc_exit(1);
+		}
+	}
+
+	writer_connecting = true;
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	writer_connected = true;
+	writer_connecting = false;
 
 	/*
-	 * The rows are within the durability window anyway (a crash loses what
-	 * is queued and not written): a commit need not wait for its WAL flush,
-	 * which would slow every batch for no gain.
+	 * Commits need not wait for their WAL flush, which would slow every
+	 * batch: ai_flush_log waits for it when a caller needs the rows durable.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	override_database_settings();
@@ -217,86 +257,145 @@ air_log_writer_main(Datum main_arg)
 	batch_memory = AllocSetContextCreate(TopMemoryContext,
 										 "pg_ai_resilience log writer",
 										 ALLOCSET_DEFAULT_SIZES);
+	serve_database();
 
-	idle_since = GetCurrentTimestamp();
+	/* SIGTERM: the queue may hold more than a batch; write it all once */
+	if (got_sigterm)
+		(void) write_queued(air_log_queue_size);
+	pgstat_report_stat(true);
+
+	/* code 0 would unregister the worker; during shutdown none restarts */
+	writer_done = true;
+	proc_exit(1);
+}
+
+/*
+ * Write the database's records until the writer should leave it (idle, or
+ * its slice is over while another database waits) or SIGTERM comes; apply
+ * the retention on its own timer in between.
+ */
+static void
+serve_database(void)
+{
+	TimestampTz served_since = GetCurrentTimestamp();
+	TimestampTz idle_since = served_since;
+	TimestampTz retention_at = 0;
+	bool		more_retention = false;
+
 	for (;;)
 	{
 		TimestampTz now;
 		long		timeout_ms;
-		bool		wrote = false;
+		int			written;
 
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-
-		/*
-		 * Under load, pause between batches so that records gather: one
-		 * commit (and WAL flush) per log_writer_delay instead of one per
-		 * few records.  The first record after an idle spell goes at once.
-		 */
-		while (!got_sigterm && write_queued(WRITER_BATCH) > 0)
-		{
-			wrote = true;
-			if (air_log_writer_delay_ms > 0)
-				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 air_log_writer_delay_ms, PG_WAIT_EXTENSION);
-		}
 		if (got_sigterm)
-			break;
+			return;
 
+		written = write_queued(WRITER_BATCH);
 		now = GetCurrentTimestamp();
-		if (wrote)
+		if (written > 0)
 			idle_since = now;
-		else if (air_log_retention_s > 0 &&
-				 (more_retention ||
-				  TimestampDifferenceExceeds(retention_at, now,
-											 RETENTION_INTERVAL_MS)))
+
+		if (air_log_retention_s > 0 &&
+			(more_retention ||
+			 TimestampDifferenceExceeds(retention_at, now,
+										retention_interval_ms())))
 		{
 			more_retention = apply_retention();
 			retention_at = now;
 		}
-		else if (TimestampDifferenceExceeds(idle_since, now,
-											WRITER_IDLE_EXIT_MS) &&
-				 logq_writer_detach_if_idle(writer_db_index))
-			break;
 
 		/* so that autovacuum sees our inserts and deletes soon */
-		pgstat_report_stat(true);
+		pgstat_report_stat(written == 0);
 
-		timeout_ms = more_retention ? 0 :
-			Max(10, WRITER_IDLE_EXIT_MS - ms_since(idle_since));
+		if (logq_writer_leave(writer_index,
+							  TimestampDifferenceExceeds(idle_since, now,
+														 WRITER_IDLE_EXIT_MS),
+							  TimestampDifferenceExceeds(served_since, now,
+														 WRITER_SLICE_MS)))
+			return;
+
+		/*
+		 * Under load, pause between batches so that records gather: one
+		 * commit per log_writer_delay instead of one per few records.  The
+		 * first record after an idle spell goes at once.
+		 */
+		if (written > 0 || more_retention)
+		{
+			if (written > 0)
+				pause_between_batches();
+			continue;
+		}
+		timeout_ms = Max(10, WRITER_IDLE_EXIT_MS - ms_since(idle_since));
+		if (air_log_retention_s > 0)
+			timeout_ms = Min(timeout_ms,
+							 Max(10, retention_interval_ms() - ms_since(retention_at)));
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-
-	/* SIGTERM: the queue may hold more than a batch; write it all once */
-	if (got_sigterm)
-		(void) write_queued(air_log_queue_size);
-	pgstat_report_stat(true);
-	proc_exit(0);
 }
 
-/* SIGTERM: finish the work in hand, then exit. */
+/*
+ * Sleep ai_resilience.log_writer_delay, unless SIGTERM comes: the latch
+ * that backends set for new records does not cut the pause short, since
+ * the writer looks at the queue right after it anyway.
+ */
+static void
+pause_between_batches(void)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  air_log_writer_delay_ms);
+	long		left_ms;
+
+	while (!got_sigterm &&
+		   (left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * Time between two retention passes: RETENTION_INTERVAL_MS, or half the
+ * retention when that is shorter, so that rows live at most 1.5 times the
+ * retention.
+ */
+static long
+retention_interval_ms(void)
+{
+	return Min((long) RETENTION_INTERVAL_MS, (long) air_log_retention_s * 500L);
+}
+
+/*
+ * SIGTERM: a writer waiting for a lock (a user's LOCK on ai_call_log) dies
+ * at once, as a backend would; otherwise it finishes the work in hand.
+ */
 static void
 writer_sigterm(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
 	got_sigterm = true;
+	if (MyProc != NULL && ((volatile PGPROC *) MyProc)->waitLock != NULL)
+		die(postgres_signal_arg);
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
 
-/* However the writer ends, the next record must find it gone. */
+/* However the writer ends, its database must find it gone. */
 static void
 writer_on_exit(int code, Datum arg)
 {
-	logq_writer_exit(writer_db_index, writer_connected);
+	logq_writer_exit(writer_index, writer_connecting, !writer_done);
 }
 
 /*
@@ -326,7 +425,7 @@ write_queued(int max_records)
 		 * The batch is committed: give it back before anything can stop us,
 		 * or the next writer would write it again.
 		 */
-		logq_writer_release(writer_db_index, n, written);
+		logq_writer_release(writer_db_index, n, written, XactLastCommitEnd);
 		done += n;
 		MemoryContextReset(batch_memory);
 	}
@@ -849,30 +948,22 @@ static void
 report_error(const char *what, int lost, bool abort_transaction)
 {
 	ErrorData  *edata = CopyErrorData();
-	TimestampTz now = GetCurrentTimestamp();
 	char		message[256];
+	int			not_logged;
 
 	FlushErrorState();
 	if (abort_transaction)
 		AbortOutOfAnyTransaction();
 
 	snprintf(message, sizeof(message), "%s: %s", what, edata->message);
-	logq_report_error(message);
-	if (error_logged_at == 0 ||
-		TimestampDifferenceExceeds(error_logged_at, now, ERROR_LOG_INTERVAL_MS))
-	{
+	if (logq_report_error(message, &not_logged, ERROR_LOG_INTERVAL_MS))
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("pg_ai_resilience log writer: %s", message),
 				 lost > 0 ? errdetail("%d attempt records are lost.", lost) : 0,
-				 errors_not_logged > 0 ?
+				 not_logged > 0 ?
 				 errhint("%d similar errors in the last %d s were not logged; see ai_log_stats().",
-						 errors_not_logged, ERROR_LOG_INTERVAL_MS / 1000) : 0));
-		error_logged_at = now;
-		errors_not_logged = 0;
-	}
-	else
-		errors_not_logged++;
+						 not_logged, ERROR_LOG_INTERVAL_MS / 1000) : 0));
 	FreeErrorData(edata);
 }
 

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * log_writer.h
- *	  The background worker that writes one database's queued attempts.
+ *	  The background workers that write the queued attempts.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,7 +10,7 @@
 
 #include "fmgr.h"
 
-extern bool logwriter_launch(int db_index, Oid dboid);
+extern void logwriter_register(void);
 extern PGDLLEXPORT void air_log_writer_main(Datum main_arg);
 
 #endif							/* AIR_LOG_WRITER_H */

@@ -26,8 +26,10 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 
+#include "call_log.h"
 #include "guc.h"
 #include "log_queue.h"
+#include "log_writer.h"
 
 PG_MODULE_MAGIC;
 
@@ -39,7 +41,10 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static void air_shmem_request(void);
 static void air_shmem_startup(void);
 
-/* Module load: define the settings; when preloaded, set up shared memory. */
+/*
+ * Module load: define the settings; when preloaded, set up shared memory,
+ * the log writers and the statement hooks of the call log.
+ */
 void
 _PG_init(void)
 {
@@ -51,6 +56,8 @@ _PG_init(void)
 	shmem_request_hook = air_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = air_shmem_startup;
+	logwriter_register();
+	calllog_install_hooks();
 }
 
 /* Ask for the log queue's shared memory. */

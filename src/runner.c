@@ -28,6 +28,11 @@
  *
  * Errors: an error raised anywhere in a run (cancel, statement_timeout, a
  * failed log insert) aborts every transfer in flight before it propagates.
+ * The attempts it cuts short are logged as cancelled, since the gateway may
+ * have received and billed them; so are those in flight when the session
+ * ends (pg_terminate_backend: a FATAL exits without unwinding to our
+ * PG_CATCH), from a before_shmem_exit callback that finds the run through
+ * current_run.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +43,7 @@
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -80,6 +86,9 @@ typedef struct RunState
 	ChatCall   *spare;			/* a finished call's struct, for reuse */
 } RunState;
 
+/* The run under way in this backend, for the exit callback; NULL: none. */
+static RunState *current_run = NULL;
+
 static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
 							TimestampTz now);
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
@@ -97,7 +106,8 @@ static char *attempt_error_text(const CallSettings *settings,
 static void describe_attempt(const CallSettings *settings, const ChatCall *call,
 							 const TransportRequest *request,
 							 CallAttempt *attempt);
-static void log_interrupted_attempts(RunState *run);
+static void log_interrupted_attempts(RunState *run, const char *why);
+static void log_attempts_at_exit(int code, Datum arg);
 
 /*
  * Read the settings for a run: endpoints, keys, limits, the models to try
@@ -182,8 +192,15 @@ void
 runner_run(const CallSettings *settings, const ChatPrompt *common,
 		   CallSource source, CallSink sink, void *arg)
 {
+	static bool exit_callback_registered = false;
 	RunState	run;
+	RunState   *outer_run = current_run;
 
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(log_attempts_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	memset(&run, 0, sizeof(run));
 	run.settings = settings;
 	run.common = common;
@@ -194,6 +211,7 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 									   "ai_resilience run",
 									   ALLOCSET_DEFAULT_SIZES);
 	dlist_init(&run.active);
+	current_run = &run;
 
 	PG_TRY();
 	{
@@ -268,12 +286,15 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 	}
 	PG_CATCH();
 	{
-		log_interrupted_attempts(&run);
+		current_run = outer_run;
+		log_interrupted_attempts(&run,
+								 "the statement ended (cancel, timeout or error) during the attempt");
 		transport_abort_all();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
+	current_run = outer_run;
 	MemoryContextDelete(run.memory);
 }
 
@@ -807,12 +828,13 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 
 /*
  * Record every attempt still in flight when an error (a cancel, a
- * statement_timeout, anything) ends the run, as class cancelled: it may
- * have been billed.  Runs in an error handler, so it allocates nothing and
- * cannot fail; the log writer keeps the rows through the rollback.
+ * statement_timeout, anything) or the session's end stops the run, as
+ * class cancelled, with why as its error: it may have been billed.  Runs in
+ * an error handler or an exit callback, so it allocates nothing and cannot
+ * fail; the log writer keeps the rows through the rollback.
  */
 static void
-log_interrupted_attempts(RunState *run)
+log_interrupted_attempts(RunState *run, const char *why)
 {
 	const CallSettings *settings = run->settings;
 	TimestampTz now = GetCurrentTimestamp();
@@ -830,9 +852,26 @@ log_interrupted_attempts(RunState *run)
 		attempt.latency_ms = (now - request->started_at) / 1000.0;
 		attempt.http_status = request->status_seen;
 		attempt.error_class = CLASS_CANCELLED;
-		attempt.error = "the statement ended (cancel, timeout or error) during the attempt";
+		attempt.error = why;
 		attempt.outcome = OUTCOME_FAILED;
 		attempt.response_bytes = call->streaming ? (int) call->stream.content.len : -1;
 		calllog_append_in_cleanup(&attempt);
 	}
+}
+
+/*
+ * before_shmem_exit callback: the session ends (FATAL, as from
+ * pg_terminate_backend) while a run is under way; log its attempts in
+ * flight.  The queue is in shared memory, so this neither waits nor
+ * allocates.
+ */
+static void
+log_attempts_at_exit(int code, Datum arg)
+{
+	RunState   *run = current_run;
+
+	current_run = NULL;
+	if (run != NULL)
+		log_interrupted_attempts(run,
+								 "the session ended (pg_terminate_backend or shutdown) during the attempt");
 }

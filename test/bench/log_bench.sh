@@ -13,7 +13,9 @@ cd "$(dirname "$0")/../.."
 if [ "${1:-}" = "--inside" ]; then
     runs=$2
     calls=${CALLS:-5000}
-    records=${RECORDS:-50000}
+    # a database holds at most a quarter of the queue (65536 below), and
+    # the records of the run before may still be queued
+    records=${RECORDS:-10000}
     psql_() { psql -XAtq -v ON_ERROR_STOP=1 "$@"; }
     psql_ -c "CREATE EXTENSION pg_ai_resilience"
     psql_ -c "ALTER SYSTEM SET ai_resilience.endpoints = '$AI_SIM_URL/v1'" -c "SELECT pg_reload_conf()" >/dev/null
