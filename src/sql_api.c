@@ -758,14 +758,18 @@ batch_return_overflow(Batch *batch)
 	tuplesort_end(batch->overflow);
 }
 
-/* Report a call whose every route failed, at elevel. */
+/*
+ * Report a call whose every route failed, at elevel, in words the client
+ * encoding can show (see gateway_text.c).
+ */
 static void
 raise_call_failure(int elevel, int sqlstate, const char *failure,
 				   const char *last_error)
 {
 	ereport(elevel,
 			(errcode(sqlstate),
-			 errmsg("ai_chat: %s", failure),
-			 last_error ? errdetail("Last error: %s", last_error) : 0,
+			 errmsg("ai_chat: %s", gateway_text_for_client(failure)),
+			 last_error ? errdetail("Last error: %s",
+									gateway_text_for_client(last_error)) : 0,
 			 errhint("Every attempt is in ai_call_log.")));
 }
