@@ -94,6 +94,10 @@ FROM ai_call_log ORDER BY id;
 SET client_encoding = LATIN1;
 \set VERBOSITY sqlstate
 SELECT ai_chat('p', ARRAY['badutf8-json']);
+-- so does one whose gateway text has characters LATIN1 lacks ("The model
+-- `<model>` does not exist"), and a WARNING does not become an ERROR
+SELECT ai_chat('sim:missing p', ARRAY[E'\u65e5\u672c']);
+SELECT ai_chat('sim:missing p', ARRAY[E'\u65e5\u672c'], on_error => 'null') IS NULL AS failed;
 \set VERBOSITY default
 RESET client_encoding;
 TRUNCATE ai_call_log;

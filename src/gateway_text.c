@@ -23,7 +23,13 @@
  *	- fits in the caller's buffer, cut at a character boundary (never inside
  *	  a key's replacement).
  *
- * It is a single forward pass that stops once the buffer is full, so a long
+ * An error or WARNING about a call goes to the client in its encoding, and
+ * PostgreSQL replaces a message it cannot convert by a conversion error
+ * (22P05), losing the SQLSTATE a handler waits for.  So such messages pass
+ * through gateway_text_for_client, which puts '?' for every character the
+ * client encoding cannot represent.
+ *
+ * gateway_text is a single forward pass that stops once the buffer is full, so a long
  * or hostile text costs time in proportion to what is kept (plus the length
  * of a key tried at each position), and it allocates nothing: error cleanup
  * can use it.  Keys are printable ASCII (secrets.c refuses others), so a
@@ -34,6 +40,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
 #include "gateway_text.h"
@@ -98,6 +106,46 @@ gateway_text_copy(const char *text, int max_bytes, const List *keys)
 
 	gateway_text(result, max_bytes + 1, text, keys);
 	return result;
+}
+
+/*
+ * A palloc'd copy of text (valid in the server encoding) in which every
+ * character the client encoding cannot represent is '?'.
+ */
+char *
+gateway_text_for_client(const char *text)
+{
+	int			server = GetDatabaseEncoding();
+	int			client = pg_get_client_encoding();
+	Oid			proc;
+	StringInfoData out;
+	const char *s;
+
+	/* PostgreSQL converts nothing in these cases */
+	if (server == client || server == PG_SQL_ASCII || client == PG_SQL_ASCII)
+		return pstrdup(text);
+	proc = FindDefaultConversionProc(server, client);
+	if (!OidIsValid(proc))
+		return pstrdup(text);
+
+	initStringInfo(&out);
+	s = text;
+	while (*s)
+	{
+		int			char_len = pg_mblen(s);
+		unsigned char converted[MAX_MULTIBYTE_CHAR_LEN * MAX_CONVERSION_GROWTH + 1];
+
+		if (!IS_HIGHBIT_SET(*s) ||
+			pg_do_encoding_conversion_buf(proc, server, client,
+										  (unsigned char *) s, char_len,
+										  converted, sizeof(converted),
+										  true) == char_len)
+			appendBinaryStringInfo(&out, s, char_len);
+		else
+			appendStringInfoChar(&out, '?');
+		s += char_len;
+	}
+	return out.data;
 }
 
 /*

@@ -17,5 +17,6 @@ extern int	gateway_text(char *dest, int dest_size, const char *text,
 						 const List *keys);
 extern char *gateway_text_copy(const char *text, int max_bytes,
 							   const List *keys);
+extern char *gateway_text_for_client(const char *text);
 
 #endif							/* AIR_GATEWAY_TEXT_H */

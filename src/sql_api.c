@@ -647,14 +647,18 @@ batch_name(const Batch *batch)
 	return batch->keys ? "ai_chat_batch_keyed" : "ai_chat_batch";
 }
 
-/* Report a call whose every route failed, at elevel. */
+/*
+ * Report a call whose every route failed, at elevel, in words the client
+ * encoding can show (see gateway_text.c).
+ */
 static void
 raise_call_failure(int elevel, int sqlstate, const char *failure,
 				   const char *last_error)
 {
 	ereport(elevel,
 			(errcode(sqlstate),
-			 errmsg("ai_chat: %s", failure),
-			 last_error ? errdetail("Last error: %s", last_error) : 0,
+			 errmsg("ai_chat: %s", gateway_text_for_client(failure)),
+			 last_error ? errdetail("Last error: %s",
+									gateway_text_for_client(last_error)) : 0,
 			 errhint("Every attempt is in ai_call_log.")));
 }
