@@ -30,3 +30,7 @@ RESET ROLE;
 SELECT role_name FROM ai_call_log ORDER BY id DESC LIMIT 1;
 REVOKE ALL ON sim FROM ai_user;
 DROP ROLE ai_user;
+
+-- max_prompt_bytes limits each prompt (and an ai_chat_complete request), not
+-- the request body sent
+SELECT short_desc FROM pg_settings WHERE name = 'ai_resilience.max_prompt_bytes';
