@@ -32,6 +32,8 @@ bash test/scripts/install-deps.sh || exit 1
 # into the one PostgreSQL library directory
 exec 9>/tmp/pg_ai_resilience.lock
 flock 9
+# (the servers and simulators started below get "9>&-": one left running
+# must not keep holding the lock)
 
 werror=-Werror
 # no recovery: a UBSan finding aborts its process, as an ASan one does
@@ -71,7 +73,7 @@ regress() {
     local log=test/results/$1.log ok bad
     echo "== pg_regress suite"
     pg_virtualenv -c "--locale=C.UTF-8 ${2:-}" -o 'shared_preload_libraries=pg_ai_resilience' \
-        make -s installcheck > "$log" 2>&1
+        make -s installcheck > "$log" 2>&1 9>&-
     sed -n '/^test /p;/^ok /p;/^not ok /p' "$log"
     ok=$(grep -cE '^test .* \.\.\. ok' "$log")
     bad=$(grep -cE '^test .* \.\.\. FAILED' "$log")
@@ -94,7 +96,7 @@ tap() {
     tar -c --exclude=./.git --exclude=./test/results . | tar -x -C "$tapdir"
     chown -R postgres: "$tapdir"
     (cd "$tapdir" && runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
-        make -s prove_installcheck PROVE_FLAGS=-v) > "$log" 2>&1
+        make -s prove_installcheck PROVE_FLAGS=-v) > "$log" 2>&1 9>&-
     status=$?
     grep -E '^(ok|not ok) ' "$log"
     tail -3 "$log"
@@ -155,7 +157,7 @@ stage_plain() {
     unit_tests "$werror" unit
 
     echo "== simulator self-test"
-    test/gateway/selftest.sh > test/results/selftest.log 2>&1
+    test/gateway/selftest.sh > test/results/selftest.log 2>&1 9>&-
     local rc=$?
     tail -1 test/results/selftest.log
     count test/results/selftest.log $rc
