@@ -40,6 +40,8 @@ werror=-Werror
 sanitize="$werror -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 make -s -C test/gateway COPT=$werror >/dev/null || { echo "simulator build failed"; exit 1; }
 
+rm -rf test/results
+mkdir -p test/results
 passed=0
 failed=0
 count() {   # count "ok N"/"not ok N" lines of a log; $2: the step's exit code
@@ -51,11 +53,11 @@ count() {   # count "ok N"/"not ok N" lines of a log; $2: the step's exit code
 }
 
 # Build and install the extension with COPT=$1; stop the run if that fails.
+# The logs of test/results stay for the whole run.
 build_install() {
-    make -s clean >/dev/null
+    make -s clean EXTRA_CLEAN=test/unit/test_policy >/dev/null
     { make -s COPT="$1" >/dev/null && make -s COPT="$1" install >/dev/null; } ||
         { echo "build failed"; exit 1; }
-    mkdir -p test/results
 }
 
 # The policy unit tests, built with COPT=$1; $2 names the log.
@@ -167,7 +169,9 @@ stage_plain() {
 }
 
 for stage in "${stages[@]}"; do
+    start=$SECONDS
     "stage_$stage"
+    echo "=== $stage stage: $((SECONDS - start)) s"
 done
 # leave the ordinary build installed
 [ "$stage" = plain ] || build_install "$werror"
