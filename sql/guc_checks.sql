@@ -32,3 +32,7 @@ SELECT role_name FROM ai_call_log ORDER BY id DESC LIMIT 1;
 REVOKE ALL ON sim FROM ai_user;
 REVOKE ALL ON FUNCTION ai_chat(text, text[], text, integer, double precision, text, boolean) FROM ai_user;
 DROP ROLE ai_user;
+
+-- max_prompt_bytes limits each prompt (and an ai_chat_complete request), not
+-- the request body sent
+SELECT short_desc FROM pg_settings WHERE name = 'ai_resilience.max_prompt_bytes';

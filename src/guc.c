@@ -220,7 +220,7 @@ air_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ai_resilience.max_prompt_bytes",
-							"Largest request body sent; a larger prompt is refused before any call.",
+							"Largest prompt, system prompt or ai_chat_complete request accepted; a larger one is refused before any call.",
 							NULL,
 							&air_max_prompt_bytes,
 							1024 * 1024,

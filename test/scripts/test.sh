@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian 12 machine, as root:
-#   installs packages, builds and installs the extension and the simulator,
-#   runs the policy unit tests, the simulator's self-test, the pg_regress
-#   suite against a throwaway cluster (pg_virtualenv, with the extension in
-#   shared_preload_libraries) and the TAP tests of test/t (prove, as the
-#   postgres user), then prints one "N passed, M failed" line.  Exits non-zero on any failure.
+# The whole test suite, from a fresh Debian 12 machine, as root.  Installs
+# packages, then runs two stages, each after building (with -Werror) and
+# installing the extension:
+#   sanitize: the extension and the policy unit tests built with
+#             AddressSanitizer and UBSan; the unit tests, then pg_regress and
+#             the TAP tests against servers running with libasan preloaded.
+#             Every sanitizer report is a failure.
+#   plain:    the ordinary build; the unit tests, the simulator's self-test,
+#             pg_regress (make installcheck, in a throwaway cluster made by
+#             pg_virtualenv with the extension in shared_preload_libraries)
+#             and the TAP tests of test/t (make prove_installcheck, as the
+#             postgres user).
+# With no argument both run; "test.sh sanitize" or "test.sh plain" runs one.
+# The plain build is what stays installed.  Prints one "N passed, M failed"
+# line; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 top=$(pwd)
+stages=("$@")
+[ $# -eq 0 ] && stages=(sanitize plain)
+for stage in "${stages[@]}"; do
+    case $stage in
+        sanitize|plain) ;;
+        *) echo "usage: $0 [sanitize|plain]..." >&2; exit 2 ;;
+    esac
+done
 
 bash test/scripts/install-deps.sh || exit 1
 
@@ -15,12 +32,16 @@ bash test/scripts/install-deps.sh || exit 1
 # into the one PostgreSQL library directory
 exec 9>/tmp/pg_ai_resilience.lock
 flock 9
+# (the servers and simulators started below get "9>&-": one left running
+# must not keep holding the lock)
 
-make -s clean >/dev/null
-make -s >/dev/null || { echo "build failed"; exit 1; }
-make -s install >/dev/null || { echo "install failed"; exit 1; }
-make -s -C test/gateway >/dev/null || { echo "simulator build failed"; exit 1; }
+werror=-Werror
+# no recovery: a UBSan finding aborts its process, as an ASan one does
+sanitize="$werror -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+make -s -C test/gateway COPT=$werror >/dev/null || { echo "simulator build failed"; exit 1; }
 
+rm -rf test/results
+mkdir -p test/results
 passed=0
 failed=0
 count() {   # count "ok N"/"not ok N" lines of a log; $2: the step's exit code
@@ -30,71 +51,139 @@ count() {   # count "ok N"/"not ok N" lines of a log; $2: the step's exit code
     [ "$2" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
     passed=$((passed + ok)); failed=$((failed + bad))
 }
-mkdir -p test/results
 
-echo "== policy unit tests"
-make -s unitcheck > test/results/unit.log 2>&1
-rc=$?
-tail -1 test/results/unit.log
-count test/results/unit.log $rc
-
-echo "== simulator self-test"
-test/gateway/selftest.sh > test/results/selftest.log 2>&1
-rc=$?
-tail -1 test/results/selftest.log
-count test/results/selftest.log $rc
-
-echo "== pg_regress suite"
-source test/scripts/sim.sh
-start_sim || exit 1
-pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' \
-    make -s installcheck > test/results/regress.log 2>&1
-sed -n '/^test /p;/^ok /p;/^not ok /p' test/results/regress.log
-regress_ok=$(grep -cE '^test .* \.\.\. ok' test/results/regress.log)
-regress_failed=$(grep -cE '^test .* \.\.\. FAILED' test/results/regress.log)
-if [ "$regress_ok" -eq 0 ] && [ "$regress_failed" -eq 0 ]; then
-    echo "pg_regress did not run:"; tail -30 test/results/regress.log
-    regress_failed=1
-fi
-[ -s test/results/regression.diffs ] && head -200 test/results/regression.diffs
-passed=$((passed + regress_ok)); failed=$((failed + regress_failed))
-
-echo "== TAP tests (log writer)"
-# PostgreSQL refuses to run as root: the TAP tests run as postgres, from a
-# copy of test/t in a directory postgres owns (the checkout is root's).
-tapdir=$(mktemp -d /tmp/pg_ai_resilience_tap.XXXXXX)
-cp -r test/t "$tapdir/t"
-chown -R postgres: "$tapdir"
-pgbin=$(pg_config --bindir)
-pgxs=$(pg_config --pkglibdir)/pgxs
-# prove DIR [WRAPPER...]: the TAP tests of DIR, as postgres, run by WRAPPER
-prove_dir() {
-    local dir=$1
-    shift
-    (cd "$tapdir" && "$@" runuser -u postgres -- env PATH="$pgbin:$PATH" \
-        PERL5LIB="$pgxs/src/test/perl" PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
-        PG_TEST_TIMEOUT_DEFAULT=60 TESTDIR="$tapdir" AI_SIM_URL="$AI_SIM_URL" \
-        prove -v --ext .pl "$dir")
+# Build and install the extension with COPT=$1; stop the run if that fails.
+# The logs of test/results stay for the whole run.
+build_install() {
+    make -s clean EXTRA_CLEAN=test/unit/test_policy >/dev/null
+    { make -s COPT="$1" >/dev/null && make -s COPT="$1" install >/dev/null; } ||
+        { echo "build failed"; exit 1; }
 }
-(
-    prove_dir t/
-    rc=$?
-    # name resolution against a name server that never answers
-    prove_dir t/dns/ "$top/test/scripts/blackhole_dns.sh" || rc=1
-    exit $rc
-) > test/results/tap.log 2>&1
-tap_status=$?
-grep -E '^(ok|not ok) ' test/results/tap.log
-tail -3 test/results/tap.log
-tap_ok=$(grep -c '^ok ' test/results/tap.log)
-tap_failed=$(grep -c '^not ok ' test/results/tap.log)
-if [ "$tap_status" -ne 0 ] && [ "$tap_failed" -eq 0 ]; then
-    echo "prove failed:"; tail -30 test/results/tap.log
-    find "$tapdir" -name '*.log' -path '*log*' -exec tail -20 {} + 2>/dev/null | tail -60
-    tap_failed=1
-fi
-passed=$((passed + tap_ok)); failed=$((failed + tap_failed))
-[ "$tap_status" -eq 0 ] && rm -rf "$tapdir"
+
+# The policy unit tests, built with COPT=$1; $2 names the log.
+unit_tests() {
+    echo "== policy unit tests"
+    make -s COPT="$1" unitcheck > "test/results/$2.log" 2>&1
+    local rc=$?
+    tail -1 "test/results/$2.log"
+    count "test/results/$2.log" $rc
+}
+
+# make installcheck in a throwaway cluster; $1 names the log, $2 adds
+# options for pg_createcluster.
+regress() {
+    local log=test/results/$1.log ok bad
+    echo "== pg_regress suite"
+    pg_virtualenv -c "--locale=C.UTF-8 ${2:-}" -o 'shared_preload_libraries=pg_ai_resilience' \
+        make -s installcheck > "$log" 2>&1 9>&-
+    sed -n '/^test /p;/^ok /p;/^not ok /p' "$log"
+    ok=$(grep -cE '^test .* \.\.\. ok' "$log")
+    bad=$(grep -cE '^test .* \.\.\. FAILED' "$log")
+    if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
+        echo "pg_regress did not run:"; tail -30 "$log"
+        bad=1
+    fi
+    [ -s test/results/regression.diffs ] && head -200 test/results/regression.diffs
+    passed=$((passed + ok)); failed=$((failed + bad))
+}
+
+# make prove_installcheck as postgres (PostgreSQL refuses root), from a copy
+# of the checkout postgres owns; $1 names the log, the rest are environment
+# settings for the run and the clusters it starts.
+tap() {
+    local log=test/results/$1.log tapdir status ok bad
+    shift
+    echo "== TAP tests"
+    tapdir=$(mktemp -d /tmp/pg_ai_resilience_tap.XXXXXX)
+    tar -c --exclude=./.git --exclude=./test/results . | tar -x -C "$tapdir"
+    chown -R postgres: "$tapdir"
+    (
+        cd "$tapdir" || exit 1
+        runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
+            make -s prove_installcheck PROVE_FLAGS=-v
+        rc=$?
+        # name resolution against a name server that never answers
+        "$top/test/scripts/blackhole_dns.sh" runuser -u postgres -- \
+            env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
+            make -s prove_installcheck PROVE_FLAGS=-v 'PROVE_TESTS=test/t/dns/*.pl' || rc=1
+        exit $rc
+    ) > "$log" 2>&1 9>&-
+    status=$?
+    grep -E '^(ok|not ok) ' "$log"
+    tail -3 "$log"
+    ok=$(grep -c '^ok ' "$log")
+    bad=$(grep -c '^not ok ' "$log")
+    if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        echo "prove failed:"; tail -30 "$log"
+        find "$tapdir/tmp_check/log" -name '*.log' -exec tail -20 {} + 2>/dev/null | tail -60
+        bad=1
+    fi
+    passed=$((passed + ok)); failed=$((failed + bad))
+    [ "$status" -eq 0 ] && rm -rf "$tapdir"
+}
+
+# The sanitizer stage.  PostgreSQL itself is not instrumented, so its
+# servers start with the sanitizer runtime preloaded (and asan_preload.c, see
+# there why).  A finding aborts its process, so the test that caused it
+# fails; ASan's reports also go to files in $sandir, each one a failure
+# (UBSan's go to the server log).  Leaks are not checked: backends free by
+# exiting.
+stage_sanitize() {
+    local sandir envfile reports
+    echo "=== sanitizer stage (AddressSanitizer, UBSan)"
+    build_install "$sanitize"
+    unit_tests "$sanitize" sanitize-unit
+
+    sandir=$(mktemp -d /tmp/pg_ai_resilience_san.XXXXXX)
+    chmod 1777 "$sandir"
+    gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o "$sandir/asan_preload.so" test/scripts/asan_preload.c ||
+        { echo "asan_preload build failed"; exit 1; }
+    local env=(
+        LD_PRELOAD="$(gcc -print-file-name=libasan.so):$sandir/asan_preload.so"
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$sandir/asan"
+        UBSAN_OPTIONS="print_stacktrace=1"
+    )
+    # pg_ctlcluster gives the server only the cluster's environment file
+    envfile=$sandir/environment
+    printf "%s\n" "${env[@]}" | sed "s/=\(.*\)/ = '\1'/" > "$envfile"
+    regress sanitize-regress "--environment=$envfile"
+    tap sanitize-tap "${env[@]}"
+
+    reports=$(find "$sandir" -name 'asan.*' | sort)
+    if [ -n "$reports" ]; then
+        for r in $reports; do
+            echo "not ok - sanitizer report $r:"; head -40 "$r"
+        done
+        failed=$((failed + $(echo "$reports" | wc -l)))
+    else
+        echo "ok - no sanitizer reports"
+        passed=$((passed + 1))
+        rm -rf "$sandir"
+    fi
+}
+
+stage_plain() {
+    echo "=== plain stage"
+    build_install "$werror"
+    unit_tests "$werror" unit
+
+    echo "== simulator self-test"
+    test/gateway/selftest.sh > test/results/selftest.log 2>&1 9>&-
+    local rc=$?
+    tail -1 test/results/selftest.log
+    count test/results/selftest.log $rc
+
+    regress regress
+    tap tap
+}
+
+for stage in "${stages[@]}"; do
+    start=$SECONDS
+    "stage_$stage"
+    echo "=== $stage stage: $((SECONDS - start)) s"
+done
+# leave the ordinary build installed
+[ "$stage" = plain ] || build_install "$werror"
 
 echo
 echo "$passed passed, $failed failed"
