@@ -23,14 +23,7 @@ work_mem = '64kB'
 jit = off
 });
 
-# Under AddressSanitizer freed memory waits in a quarantine, which peak
-# memory counts: nothing to measure there.
-if ($node->safe_psql('postgres',
-		q{SELECT pg_read_file('/proc/self/maps') ~ 'lib[at]san'}) eq 't')
-{
-	$node->stop;
-	plan skip_all => 'a sanitizer keeps freed memory: peak memory says nothing';
-}
+skip_if_sanitized($node);
 
 # The backend's peak resident memory, in kB, after running $sql.
 sub peak_kb

@@ -13,6 +13,7 @@ use Test::More;
 
 my $size = 12_000_000;
 my $node = new_air_cluster('stream_memory');
+skip_if_sanitized($node);
 
 # One session: warm up (library, connection), read the peak, make the call,
 # read the peak again.

@@ -10,7 +10,7 @@ use Test::More;
 use IPC::Run;
 use Exporter 'import';
 
-our @EXPORT = qw(new_air_cluster sim_url journal_reset journal_count log_stats
+our @EXPORT = qw(new_air_cluster skip_if_sanitized sim_url journal_reset journal_count log_stats
   start_session waiting_pid);
 
 # The simulator's base URL; the tests cannot run without it.
@@ -101,6 +101,19 @@ sub log_stats
 	my %s;
 	@s{qw(queued written lost queue_waits in_queue writers last_error)} = @f;
 	return \%s;
+}
+
+# Under AddressSanitizer freed memory waits in a quarantine, which peak
+# memory counts: a test of peak memory has nothing to measure there, so it
+# stops the node and skips.
+sub skip_if_sanitized
+{
+	my ($node) = @_;
+	return
+	  unless $node->safe_psql('postgres',
+		q{SELECT pg_read_file('/proc/self/maps') ~ 'lib[at]san'}) eq 't';
+	$node->stop;
+	plan skip_all => 'a sanitizer keeps freed memory: peak memory says nothing';
 }
 
 1;
