@@ -11,6 +11,8 @@ OBJS = \
 	src/pg_ai_resilience.o \
 	src/guc.o \
 	src/policy.o \
+	src/breaker.o \
+	src/route_health.o \
 	src/openai_wire.o \
 	src/transport.o \
 	src/call_log.o \
@@ -21,14 +23,14 @@ OBJS = \
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival
+REGRESS = setup chat_basic retry_fallback failures inputs guc_checks cancel keepalive batch stream log_survival route_health
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 SHLIB_LINK = -lcurl
 
-EXTRA_CLEAN = test/results test/unit/test_policy
+EXTRA_CLEAN = test/results test/unit/test_policy test/unit/test_breaker
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -44,7 +46,12 @@ $(OBJS): $(wildcard src/*.h)
 test/unit/test_policy: test/unit/test_policy.c src/policy.c src/policy.h
 	$(CC) -std=gnu99 -Wall -Wextra -Werror -O2 -Isrc -o $@ test/unit/test_policy.c src/policy.c -lm
 
-unitcheck: test/unit/test_policy
+# Unit tests of the pure circuit breaker.
+test/unit/test_breaker: test/unit/test_breaker.c src/breaker.c src/breaker.h src/policy.h
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -O2 -Isrc -o $@ test/unit/test_breaker.c src/breaker.c
+
+unitcheck: test/unit/test_policy test/unit/test_breaker
 	test/unit/test_policy
+	test/unit/test_breaker
 
 .PHONY: unitcheck

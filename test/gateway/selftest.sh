@@ -210,6 +210,24 @@ check "bigreply-1000: content of exactly 1000 bytes" eval '[ "$(sed "s/.*\"conte
 chat ok+tokens-5 hi
 check "tokens-5: words w1..w5 counted" eval 'body_has "echo: hi w1 w2 w3 w4 w5" && body_has "\"completion_tokens\":7"'
 
+# outages set while running: a model, a prefix, then everything back up
+control() { curl -s -m 5 -X POST -o /dev/null -w '%{http_code}' "$BASE/control/$1"; }
+check "control/down of a model answers 204" [ "$(control 'down?model=m-out')" = 204 ]
+chat m-out
+check "control/down: the model answers 502" code_is 502
+chat m-in
+check "control/down: other models still answer" code_is 200
+check "control/down of a prefix, hanging" [ "$(control 'down?prefix=/gw-out&behaviour=hang')" = 204 ]
+chat m-in hi "" /gw-out
+check "control/down hang: the prefix accepts but never answers" eval '[ "$CODE" = 000 ] && [ "$RC" = 28 ]'
+check "control/down rejects an unknown behaviour" [ "$(control 'down?model=x&behaviour=bogus')" = 400 ]
+check "control/up of the model answers 204" [ "$(control 'up?model=m-out')" = 204 ]
+chat m-out
+check "control/up: the model answers again" code_is 200
+control up >/dev/null
+chat m-in hi "" /gw-out
+check "control/up without arguments brings every prefix back" code_is 200
+
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null
 curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' \
