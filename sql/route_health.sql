@@ -82,6 +82,13 @@ SELECT try_chat_at('k', ARRAY['ratelimit-30+rh', 'ok']);
 SELECT model, state, failures, probe_in_s FROM health('ratelimit-30+rh');
 RESET ai_resilience.retry_after_max;
 
+-- failures between successes: the failure rate (50 % of at least 10
+-- attempts in the window) opens the route, never 3 in a row.  flaky-1
+-- fails each new prompt's first attempt, and its retry succeeds.
+SELECT try_chat_at('q' || i, ARRAY['flaky-1+rate', 'ok']) FROM generate_series(1, 6) i;
+SELECT model, state, consecutive_failures, window_requests, window_failures
+FROM ai_route_health WHERE model = 'flaky-1+rate';
+
 -- connect failures open the endpoint: every route of it is skipped
 SELECT set_config('ai_resilience.endpoints',
                   'http://127.0.0.1:1/v1,' || (SELECT url FROM sim) || '/v1', false) IS NOT NULL AS set;

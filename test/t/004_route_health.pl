@@ -128,6 +128,39 @@ cmp_ok(requests_for('tap-c'), '<=', 8,
 	'by the second route once the first opened (at most two waves of 4)');
 control('up');
 
+# the retry budget under a 16-session storm: a model that always answers
+# 502, the breaker kept closed, on an endpoint of its own.  Without the
+# budget every call would retry twice (640 retries for 320 calls); with it,
+# retries stay within 20 % of the endpoint's attempts, or the floor of 3.
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET ai_resilience.breaker_failures = 1000;
+	ALTER SYSTEM SET ai_resilience.breaker_failure_rate = 0;
+	SELECT pg_reload_conf()});
+control('down?model=tap-storm');
+journal_reset();
+@sessions = ();
+for my $i (1 .. 16)
+{
+	push @sessions, IPC::Run::start(
+		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
+			qq{SET ai_resilience.endpoints = '$url/storm/v1';
+			   SELECT count(ai_chat('st$i ' || i, ARRAY['tap-storm', 'ok']))
+			   FROM generate_series(1, 20) i} ],
+		'>', \my $out, '2>', \my $err);
+}
+$_->finish for @sessions;
+my $storm = requests_for('tap-storm');
+my $answered = requests_for('ok');
+my $retries = $storm - 320;
+cmp_ok($retries, '>=', 3, "retries were made ($retries)");
+is($answered, 320, 'every call was answered by the second route');
+cmp_ok($retries, '<=', 0.2 * ($storm + $answered) + 3,
+	"retries stay within 20 % of the endpoint's $storm + $answered attempts");
+control('up');
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM RESET ALL;
+	SELECT pg_reload_conf()});
+
 # more routes than slots: never an error, the table keeps 16
 is($node->safe_psql('postgres',
 		q{SELECT count(ai_chat('m', ARRAY['slot-' || i])) FROM generate_series(1, 40) i}),
