@@ -457,18 +457,23 @@ rh_describe(const char *endpoint, const char *model)
 void
 rh_release_probes(void)
 {
+	BreakerSettings settings;
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
 	if (rh == NULL)
 		return;
+	breaker_settings(&settings);
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
 	for (i = 0; i < rh->nslots; i++)
 	{
 		Breaker    *breaker = &rh->slots[i].breaker;
 
+		/* the probe learnt nothing, as after a request error */
 		if (rh->slots[i].hash != 0 && breaker->state == BREAKER_HALF_OPEN &&
 			breaker->probe_pid == MyProcPid)
-			breaker->probe_expires_at = 0;
+			breaker_record(breaker, VERDICT_NEUTRAL, true, MyProcPid, -1, now,
+						   &settings);
 	}
 	LWLockRelease(rh->lock);
 }

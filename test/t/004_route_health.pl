@@ -100,11 +100,24 @@ $node->safe_psql('postgres', q{SELECT ai_chat('u', ARRAY['ratelimit-3', 'ok'])})
 is(requests_for('ratelimit-3'), 1,
 	'another session skips it past the cooldown, until the Retry-After');
 
+my ($ret, $out, $err, $t0);
+
+# a probe cut by statement_timeout is given up: the next call probes at once
+control('down?model=tap-h&behaviour=hang');
+$node->safe_psql('postgres', qq{SELECT ai_route_set('$url/v1', 'tap-h', true, '0s')});
+($ret, $out, $err) = $node->psql('postgres',
+	q{SET statement_timeout = '1s'; SELECT ai_chat('h', ARRAY['tap-h'])});
+like($err, qr/canceling statement due to statement timeout/, 'the probe hung and was cancelled');
+is($node->safe_psql('postgres',
+		q{SELECT state, next_probe_at <= now() FROM ai_route_health WHERE model = 'tap-h'}),
+	'open|t', 'its probe was given up: open, due for a probe at once');
+control('up?model=tap-h');
+
 # every route open: RA003 at once, naming each route, its state, its probe
 control('down?model=tap-b');
 $node->safe_psql('postgres', q{SELECT ai_chat('v', ARRAY['tap-b'], on_error => 'null')});
-my $t0 = time();
-my ($ret, $out, $err) = $node->psql('postgres',
+$t0 = time();
+($ret, $out, $err) = $node->psql('postgres',
 	q{\set VERBOSITY verbose
 	  SELECT ai_chat('w', ARRAY['tap-b', 'tap-b'])});
 my $took = time() - $t0;
