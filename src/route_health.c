@@ -77,12 +77,16 @@ typedef struct RouteSlot
 	TimestampTz last_success_at;	/* 0: never */
 } RouteSlot;
 
-/* The table. */
+/*
+ * The table's head.  The slots' hashes are also kept in one dense array,
+ * so that finding a route scans a few kB, not every slot; the slots
+ * follow it in shared memory.
+ */
 typedef struct RouteHealthShared
 {
 	LWLock	   *lock;
 	int			nslots;
-	RouteSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	uint64		hashes[FLEXIBLE_ARRAY_MEMBER];	/* slots[i].hash */
 } RouteHealthShared;
 
 /* A slot's key, computed before the lock is taken. */
@@ -108,6 +112,7 @@ static int	rh_retry_budget = 20;
 static int	rh_retry_budget_min = 3;
 
 static RouteHealthShared *rh = NULL;
+static RouteSlot *rh_slots = NULL;	/* [nslots], after rh's hashes */
 
 PG_FUNCTION_INFO_V1(ai_route_health);
 PG_FUNCTION_INFO_V1(ai_route_set);
@@ -232,7 +237,8 @@ rh_define_gucs(void)
 static Size
 rh_shmem_size(void)
 {
-	return add_size(offsetof(RouteHealthShared, slots),
+	return add_size(MAXALIGN(add_size(offsetof(RouteHealthShared, hashes),
+									  mul_size(rh_routes, sizeof(uint64)))),
 					mul_size(rh_routes, sizeof(RouteSlot)));
 }
 
@@ -252,6 +258,9 @@ rh_init_shmem(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	rh = ShmemInitStruct(RH_SHMEM_NAME, rh_shmem_size(), &found);
+	rh_slots = (RouteSlot *) ((char *) rh +
+							  MAXALIGN(offsetof(RouteHealthShared, hashes) +
+									   sizeof(uint64) * rh_routes));
 	if (!found)
 	{
 		memset(rh, 0, rh_shmem_size());
@@ -467,10 +476,10 @@ rh_release_probes(void)
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
 	for (i = 0; i < rh->nslots; i++)
 	{
-		Breaker    *breaker = &rh->slots[i].breaker;
+		Breaker    *breaker = &rh_slots[i].breaker;
 
 		/* the probe learnt nothing, as after a request error */
-		if (rh->slots[i].hash != 0 && breaker->state == BREAKER_HALF_OPEN &&
+		if (rh->hashes[i] != 0 && breaker->state == BREAKER_HALF_OPEN &&
 			breaker->probe_pid == MyProcPid)
 			breaker_record(breaker, VERDICT_NEUTRAL, true, MyProcPid, -1, now,
 						   &settings);
@@ -504,9 +513,11 @@ find_slot(const RouteKey *key)
 
 	for (i = 0; i < rh->nslots; i++)
 	{
-		RouteSlot  *slot = &rh->slots[i];
+		RouteSlot  *slot = &rh_slots[i];
 
-		if (slot->hash == key->hash && slot->is_endpoint == key->is_endpoint &&
+		if (rh->hashes[i] != key->hash)
+			continue;
+		if (slot->is_endpoint == key->is_endpoint &&
 			strncmp(slot->endpoint, key->endpoint, RH_ENDPOINT_LEN - 1) == 0 &&
 			strncmp(slot->model, key->model, RH_MODEL_LEN - 1) == 0)
 			return slot;
@@ -529,19 +540,25 @@ claim_slot(const RouteKey *key, const RouteSlot *keep, TimestampTz now)
 		return slot;
 	for (i = 0; i < rh->nslots; i++)
 	{
-		slot = &rh->slots[i];
-		if (slot == keep)
-			continue;
-		if (slot->hash == 0)
+		if (rh->hashes[i] == 0)
 		{
-			victim = slot;
+			victim = &rh_slots[i];
 			break;
 		}
-		if (victim == NULL || slot->last_used < victim->last_used)
-			victim = slot;
+	}
+	if (victim == NULL)
+	{
+		for (i = 0; i < rh->nslots; i++)
+		{
+			slot = &rh_slots[i];
+			if (slot != keep &&
+				(victim == NULL || slot->last_used < victim->last_used))
+				victim = slot;
+		}
 	}
 	memset(victim, 0, sizeof(RouteSlot));
 	victim->hash = key->hash;
+	rh->hashes[victim - rh_slots] = key->hash;
 	victim->is_endpoint = key->is_endpoint;
 	strlcpy(victim->endpoint, key->endpoint, RH_ENDPOINT_LEN);
 	strlcpy(victim->model, key->model, RH_MODEL_LEN);
@@ -602,7 +619,7 @@ ai_route_health(PG_FUNCTION_ARGS)
 	nslots = rh->nslots;
 	copy = palloc(sizeof(RouteSlot) * nslots);
 	LWLockAcquire(rh->lock, LW_SHARED);
-	memcpy(copy, rh->slots, sizeof(RouteSlot) * nslots);
+	memcpy(copy, rh_slots, sizeof(RouteSlot) * nslots);
 	LWLockRelease(rh->lock);
 
 	for (i = 0; i < nslots; i++)
