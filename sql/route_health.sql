@@ -101,6 +101,11 @@ SELECT try_chat_at('m', ARRAY['ok+rhb', 'ok+rha']);
 SELECT ai_flush_log() AS flushed;
 SELECT attempt, route, model, endpoint, error_class, outcome FROM attempts;
 
+-- a long model name is kept cut on a character boundary, and found again
+SELECT try_chat_at('t' || i, ARRAY[repeat('é', 200)]) IS NOT NULL FROM generate_series(1, 2) i;
+SELECT octet_length(model), char_length(model), window_requests
+FROM ai_route_health WHERE model LIKE 'é%';
+
 -- off: every route is tried, open or not, and nothing is counted
 SET ai_resilience.breaker = off;
 SELECT use_gateways('v1');

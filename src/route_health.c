@@ -36,6 +36,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -96,6 +97,8 @@ typedef struct RouteKey
 	bool		is_endpoint;
 	const char *endpoint;
 	const char *model;
+	int			endpoint_len;	/* bytes kept: cut on a character boundary */
+	int			model_len;
 } RouteKey;
 
 /*---- GUC variables ----*/
@@ -503,6 +506,8 @@ make_key(RouteKey *key, const char *endpoint, const char *model,
 	key->is_endpoint = is_endpoint;
 	key->endpoint = endpoint;
 	key->model = model;
+	key->endpoint_len = pg_mbcliplen(endpoint, strlen(endpoint), RH_ENDPOINT_LEN - 1);
+	key->model_len = pg_mbcliplen(model, strlen(model), RH_MODEL_LEN - 1);
 }
 
 /* The slot of key, or NULL.  Caller holds the lock. */
@@ -518,8 +523,10 @@ find_slot(const RouteKey *key)
 		if (rh->hashes[i] != key->hash)
 			continue;
 		if (slot->is_endpoint == key->is_endpoint &&
-			strncmp(slot->endpoint, key->endpoint, RH_ENDPOINT_LEN - 1) == 0 &&
-			strncmp(slot->model, key->model, RH_MODEL_LEN - 1) == 0)
+			strncmp(slot->endpoint, key->endpoint, key->endpoint_len) == 0 &&
+			slot->endpoint[key->endpoint_len] == '\0' &&
+			strncmp(slot->model, key->model, key->model_len) == 0 &&
+			slot->model[key->model_len] == '\0')
 			return slot;
 	}
 	return NULL;
@@ -560,8 +567,8 @@ claim_slot(const RouteKey *key, const RouteSlot *keep, TimestampTz now)
 	victim->hash = key->hash;
 	rh->hashes[victim - rh_slots] = key->hash;
 	victim->is_endpoint = key->is_endpoint;
-	strlcpy(victim->endpoint, key->endpoint, RH_ENDPOINT_LEN);
-	strlcpy(victim->model, key->model, RH_MODEL_LEN);
+	memcpy(victim->endpoint, key->endpoint, key->endpoint_len);
+	memcpy(victim->model, key->model, key->model_len);
 	victim->last_used = now;
 	return victim;
 }
