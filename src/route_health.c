@@ -13,12 +13,15 @@
  *
  * The table holds ai_resilience.breaker_routes slots, each a route or an
  * endpoint (model ""), found by a hash of the endpoint as displayed (no
- * credentials) and the model.  A route seen for the first time takes a free
- * slot, or else the slot least recently used: the table is never full, and
- * a route evicted starts again closed.  Failures to connect are counted on
- * the endpoint's slot and open every route of that endpoint at once; an
- * answer of any kind from the endpoint counts as the endpoint's success.
- * Shared memory is created at server start, so a restart resets it all.
+ * credentials) and the model, through a dense array of the slots' hashes.
+ * A route seen for the first time takes a free slot, or else the slot least
+ * recently used: the table is never full, and a route evicted starts again
+ * closed.  Failures to connect are counted on the endpoint's slot and open
+ * every route of that endpoint at once; an answer of any kind from the
+ * endpoint counts as the endpoint's success.  The retry budget is the
+ * endpoint slot's (rh_grant_retry).  Shared memory is created at server
+ * start, so a restart resets it all.  The breaker* and retry_budget*
+ * settings are defined here, next to their only user.
  *
  * LOCKING RULES: the slots are read under the table's LWLock in shared
  * mode and changed in exclusive mode.  rh_admit decides under the shared
