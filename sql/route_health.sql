@@ -135,7 +135,17 @@ RESET ai_resilience.retry_budget;
 RESET ai_resilience.retry_budget_min;
 RESET ai_resilience.breaker_failures;
 
+-- every change of state, once, in order: why, the counts, the failure
+SELECT replace(endpoint, (SELECT url FROM sim), 'SIM') AS endpoint, model, state, reason,
+       consecutive_failures AS failures, window_requests AS requests,
+       window_failures AS failed, error_class, error_code
+FROM ai_route_history
+WHERE model IN ('status-502+rh', 'ok+rh', 'status-401+rh', 'ratelimit-30+rh', 'flaky-1+rate')
+   OR (model IS NULL AND endpoint LIKE '%:1/v1');
+
 -- monitoring roles may read the health, nobody else; opening is not public
 SELECT has_function_privilege('pg_read_all_stats', 'ai_route_health()', 'execute') AS stats_reads,
        has_function_privilege('public', 'ai_route_health()', 'execute') AS public_reads,
+       has_function_privilege('pg_read_all_stats', 'ai_route_history()', 'execute') AS stats_history,
+       has_function_privilege('public', 'ai_route_history()', 'execute') AS public_history,
        has_function_privilege('public', 'ai_route_set(text, text, boolean, interval)', 'execute') AS public_sets;

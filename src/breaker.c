@@ -42,6 +42,20 @@ static void window_roll(BreakerWindow *window, int64_t now,
 static double window_weight(const BreakerWindow *window, int64_t now,
 							const BreakerSettings *settings);
 
+/* Names of the changes in the route history, indexed by BreakerChange. */
+static const char *const change_names[] = {
+	[CHANGE_NONE] = NULL,
+	[CHANGE_OPENED_FAILURES] = "consecutive failures",
+	[CHANGE_OPENED_RATE] = "failure rate",
+	[CHANGE_OPENED_RETRY_AFTER] = "retry-after",
+	[CHANGE_PROBE_STARTED] = "probe started",
+	[CHANGE_PROBE_FAILED] = "probe failed",
+	[CHANGE_PROBE_INCONCLUSIVE] = "probe inconclusive",
+	[CHANGE_CLOSED] = "success",
+	[CHANGE_OPENED_BY_HAND] = "opened by hand",
+	[CHANGE_CLOSED_BY_HAND] = "closed by hand",
+};
+
 /* Names shown by ai_route_health, indexed by BreakerState. */
 static const char *const state_names[] = {
 	[BREAKER_CLOSED] = "closed",
@@ -112,13 +126,19 @@ breaker_admission(const Breaker *breaker, int64_t now)
 	return ADMIT_SKIP;
 }
 
-/* Make pid's call the probe, for at most lease_us. */
-void
+/*
+ * Make pid's call the probe, for at most lease_us.  A probe taken over
+ * from a lost one is no change of state.
+ */
+BreakerChange
 breaker_start_probe(Breaker *breaker, int pid, int64_t now, int64_t lease_us)
 {
+	BreakerState old = breaker->state;
+
 	breaker->state = BREAKER_HALF_OPEN;
 	breaker->probe_pid = pid;
 	breaker->probe_expires_at = now + lease_us;
+	return old == BREAKER_HALF_OPEN ? CHANGE_NONE : CHANGE_PROBE_STARTED;
 }
 
 /*
@@ -126,9 +146,9 @@ breaker_start_probe(Breaker *breaker, int pid, int64_t now, int64_t lease_us)
  * the probe by backend pid; it decides the half-open state only if that
  * probe still holds it (its lease may have passed to another).
  * retry_after_ms is the server's requested wait for a counted failure, or
- * -1.  Returns true when the state changed.
+ * -1.  Returns the change of state it made, if any.
  */
-bool
+BreakerChange
 breaker_record(Breaker *breaker, BreakerVerdict verdict, bool was_probe,
 			   int pid, int retry_after_ms, int64_t now,
 			   const BreakerSettings *settings)
@@ -150,26 +170,36 @@ breaker_record(Breaker *breaker, BreakerVerdict verdict, bool was_probe,
 		case VERDICT_SUCCESS:
 			breaker->consecutive_failures = 0;
 			if (breaker->state == BREAKER_CLOSED)
-				return false;
+				return CHANGE_NONE;
 			/* any success proves the route works, a probe's or not */
 			breaker->state = BREAKER_CLOSED;
 			breaker->closed_at = now;
 			breaker->probe_pid = 0;
-			return true;
+			return CHANGE_CLOSED;
 
 		case VERDICT_ROUTE_FAILURE:
 		case VERDICT_ENDPOINT_FAILURE:
 			breaker->consecutive_failures++;
-			if (is_probe ||
-				(breaker->state == BREAKER_CLOSED &&
-				 (breaker->consecutive_failures >= settings->failures ||
-				  retry_after_ms > 0 ||
-				  (settings->failure_rate > 0 &&
-				   requests >= settings->min_requests &&
-				   failures * 100 >= requests * settings->failure_rate))))
+			if (is_probe)
 			{
 				breaker_open(breaker, retry_after_ms, now, settings);
-				return true;
+				return CHANGE_PROBE_FAILED;
+			}
+			if (breaker->state == BREAKER_CLOSED)
+			{
+				BreakerChange change = CHANGE_NONE;
+
+				if (retry_after_ms > 0)
+					change = CHANGE_OPENED_RETRY_AFTER;
+				else if (breaker->consecutive_failures >= settings->failures)
+					change = CHANGE_OPENED_FAILURES;
+				else if (settings->failure_rate > 0 &&
+						 requests >= settings->min_requests &&
+						 failures * 100 >= requests * settings->failure_rate)
+					change = CHANGE_OPENED_RATE;
+				if (change != CHANGE_NONE)
+					breaker_open(breaker, retry_after_ms, now, settings);
+				return change;
 			}
 			/* an open route told to wait longer waits longer */
 			if (breaker->state == BREAKER_OPEN && retry_after_ms > 0)
@@ -179,18 +209,18 @@ breaker_record(Breaker *breaker, BreakerVerdict verdict, bool was_probe,
 				if (until > breaker->next_probe_at)
 					breaker->next_probe_at = until;
 			}
-			return false;
+			return CHANGE_NONE;
 
 		case VERDICT_NEUTRAL:
 			/* the probe learnt nothing: the next call probes at once */
 			if (!is_probe)
-				return false;
+				return CHANGE_NONE;
 			breaker->state = BREAKER_OPEN;
 			breaker->next_probe_at = now;
 			breaker->probe_pid = 0;
-			return true;
+			return CHANGE_PROBE_INCONCLUSIVE;
 	}
-	return false;
+	return CHANGE_NONE;
 }
 
 /*
@@ -239,7 +269,7 @@ breaker_window_counts(const Breaker *breaker, int64_t now,
 }
 
 /* Open or close a breaker by hand; an open one stays so for open_us. */
-void
+BreakerChange
 breaker_force(Breaker *breaker, bool open, int64_t now, int64_t open_us)
 {
 	breaker->probe_pid = 0;
@@ -249,13 +279,12 @@ breaker_force(Breaker *breaker, bool open, int64_t now, int64_t open_us)
 		breaker->opened_at = now;
 		breaker->next_probe_at = now + open_us;
 		breaker->times_opened++;
+		return CHANGE_OPENED_BY_HAND;
 	}
-	else
-	{
-		breaker->state = BREAKER_CLOSED;
-		breaker->consecutive_failures = 0;
-		breaker->closed_at = now;
-	}
+	breaker->state = BREAKER_CLOSED;
+	breaker->consecutive_failures = 0;
+	breaker->closed_at = now;
+	return CHANGE_CLOSED_BY_HAND;
 }
 
 /* The cooldown after open_streak opens in a row: base x streak, capped. */
@@ -267,6 +296,13 @@ breaker_cooldown_us(int open_streak, const BreakerSettings *settings)
 	if (ms > settings->cooldown_max_ms)
 		ms = settings->cooldown_max_ms;
 	return ms * 1000;
+}
+
+/* The name of a change of state; NULL for none. */
+const char *
+breaker_change_name(BreakerChange change)
+{
+	return change_names[change];
 }
 
 /* The name of a state. */

@@ -45,6 +45,21 @@ typedef enum BreakerAdmission
 	ADMIT_SKIP					/* open, or another probe is in flight */
 } BreakerAdmission;
 
+/* Why a breaker changed state; kept in the route history. */
+typedef enum BreakerChange
+{
+	CHANGE_NONE = 0,			/* no change of state */
+	CHANGE_OPENED_FAILURES,		/* closed -> open: consecutive failures */
+	CHANGE_OPENED_RATE,			/* closed -> open: the window's failure rate */
+	CHANGE_OPENED_RETRY_AFTER,	/* closed -> open: a 429 said how long */
+	CHANGE_PROBE_STARTED,		/* open -> half-open */
+	CHANGE_PROBE_FAILED,		/* half-open -> open, for longer */
+	CHANGE_PROBE_INCONCLUSIVE,	/* half-open -> open, the next call probes */
+	CHANGE_CLOSED,				/* -> closed: an attempt succeeded */
+	CHANGE_OPENED_BY_HAND,		/* -> open: ai_route_set */
+	CHANGE_CLOSED_BY_HAND		/* -> closed: ai_route_set */
+} BreakerChange;
+
 /* The breaker settings, as the recording session has them. */
 typedef struct BreakerSettings
 {
@@ -91,9 +106,9 @@ typedef struct Breaker
 extern BreakerVerdict breaker_verdict(AttemptClass cls,
 									  TransportFailure transport);
 extern BreakerAdmission breaker_admission(const Breaker *breaker, int64_t now);
-extern void breaker_start_probe(Breaker *breaker, int pid, int64_t now,
-								int64_t lease_us);
-extern bool breaker_record(Breaker *breaker, BreakerVerdict verdict,
+extern BreakerChange breaker_start_probe(Breaker *breaker, int pid,
+										 int64_t now, int64_t lease_us);
+extern BreakerChange breaker_record(Breaker *breaker, BreakerVerdict verdict,
 						   bool was_probe, int pid, int retry_after_ms,
 						   int64_t now, const BreakerSettings *settings);
 extern bool breaker_grant_retry(Breaker *breaker, int64_t now,
@@ -102,10 +117,11 @@ extern void breaker_window_counts(const Breaker *breaker, int64_t now,
 								  const BreakerSettings *settings,
 								  double *requests, double *failures,
 								  double *retries);
-extern void breaker_force(Breaker *breaker, bool open, int64_t now,
-						  int64_t open_us);
+extern BreakerChange breaker_force(Breaker *breaker, bool open, int64_t now,
+								   int64_t open_us);
 extern int64_t breaker_cooldown_us(int open_streak,
 								   const BreakerSettings *settings);
 extern const char *breaker_state_name(BreakerState state);
+extern const char *breaker_change_name(BreakerChange change);
 
 #endif							/* AIR_BREAKER_H */

@@ -167,6 +167,28 @@ COMMENT ON FUNCTION ai_route_health() IS
 
 CREATE VIEW ai_route_health AS SELECT * FROM ai_route_health();
 
+CREATE FUNCTION ai_route_history(
+    OUT at                   timestamptz,
+    OUT endpoint             text,
+    OUT model                text,
+    OUT state                text,
+    OUT reason               text,
+    OUT consecutive_failures integer,
+    OUT window_requests      integer,
+    OUT window_failures      integer,
+    OUT next_probe_at        timestamptz,
+    OUT error_class          text,
+    OUT error_code           integer,
+    OUT backend_pid          integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'ai_route_history'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION ai_route_history() IS
+    'The last 1024 changes of state of the routes and endpoints since server start, oldest first';
+
+CREATE VIEW ai_route_history AS SELECT * FROM ai_route_history();
+
 CREATE FUNCTION ai_route_set(
     endpoint text,
     model    text,
@@ -186,6 +208,10 @@ REVOKE ALL ON FUNCTION ai_route_health() FROM PUBLIC;
 REVOKE ALL ON ai_route_health FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ai_route_health() TO pg_read_all_stats;
 GRANT SELECT ON ai_route_health TO pg_read_all_stats;
+REVOKE ALL ON FUNCTION ai_route_history() FROM PUBLIC;
+REVOKE ALL ON ai_route_history FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_route_history() TO pg_read_all_stats;
+GRANT SELECT ON ai_route_history TO pg_read_all_stats;
 REVOKE ALL ON FUNCTION ai_route_set(text, text, boolean, interval) FROM PUBLIC;
 
 -- end of route health (issue 10)

@@ -63,8 +63,12 @@
 /* Longest cooldown accepted: an hour, as for every wait of ours. */
 #define RH_MAX_COOLDOWN_MS	(3600 * 1000)
 
-/* Columns of ai_route_health(). */
+/* Columns of ai_route_health() and ai_route_history(). */
 #define RH_COLUMNS			14
+#define RH_HISTORY_COLUMNS	12
+
+/* State changes kept for ai_route_history(), the latest first to go. */
+#define RH_HISTORY_SIZE		1024
 
 /* One route, or one endpoint (model ""). */
 typedef struct RouteSlot
@@ -81,6 +85,24 @@ typedef struct RouteSlot
 	TimestampTz last_success_at;	/* 0: never */
 } RouteSlot;
 
+/* A change of state of a route or endpoint, for ai_route_history(). */
+typedef struct RouteEvent
+{
+	TimestampTz at;
+	char		endpoint[RH_ENDPOINT_LEN];
+	char		model[RH_MODEL_LEN];	/* "" for an endpoint */
+	bool		is_endpoint;
+	BreakerState state;			/* the new state */
+	BreakerChange change;		/* why */
+	int			consecutive_failures;
+	int			window_requests;	/* rounded */
+	int			window_failures;
+	TimestampTz next_probe_at;	/* open: when a call may probe */
+	AttemptClass failure_class; /* a failure that opened it; else success */
+	int			failure_code;
+	int			pid;			/* the backend that changed it */
+} RouteEvent;
+
 /*
  * The table's head.  The slots' hashes are also kept in one dense array,
  * so that finding a route scans a few kB, not every slot; the slots
@@ -90,6 +112,7 @@ typedef struct RouteHealthShared
 {
 	LWLock	   *lock;
 	int			nslots;
+	uint64		nevents;		/* changes since start; the ring holds the last */
 	uint64		hashes[FLEXIBLE_ARRAY_MEMBER];	/* slots[i].hash */
 } RouteHealthShared;
 
@@ -119,9 +142,11 @@ static int	rh_retry_budget_min = 3;
 
 static RouteHealthShared *rh = NULL;
 static RouteSlot *rh_slots = NULL;	/* [nslots], after rh's hashes */
+static RouteEvent *rh_events = NULL;	/* [RH_HISTORY_SIZE], after the slots */
 
 PG_FUNCTION_INFO_V1(ai_route_health);
 PG_FUNCTION_INFO_V1(ai_route_set);
+PG_FUNCTION_INFO_V1(ai_route_history);
 
 static Size rh_shmem_size(void);
 static void make_key(RouteKey *key, const char *endpoint, const char *model,
@@ -132,6 +157,8 @@ static RouteSlot *claim_slot(const RouteKey *key, const RouteSlot *keep,
 static BreakerAdmission admission(const RouteKey *route, const RouteKey *endpoint,
 								  TimestampTz now);
 static void breaker_settings(BreakerSettings *settings);
+static void note_change(const RouteSlot *slot, BreakerChange change,
+						TimestampTz now, const BreakerSettings *settings);
 
 /* Define the ai_resilience.breaker* settings. */
 void
@@ -243,9 +270,11 @@ rh_define_gucs(void)
 static Size
 rh_shmem_size(void)
 {
-	return add_size(MAXALIGN(add_size(offsetof(RouteHealthShared, hashes),
-									  mul_size(rh_routes, sizeof(uint64)))),
-					mul_size(rh_routes, sizeof(RouteSlot)));
+	Size		size = MAXALIGN(add_size(offsetof(RouteHealthShared, hashes),
+										 mul_size(rh_routes, sizeof(uint64))));
+
+	size = add_size(size, MAXALIGN(mul_size(rh_routes, sizeof(RouteSlot))));
+	return add_size(size, mul_size(RH_HISTORY_SIZE, sizeof(RouteEvent)));
 }
 
 /* Ask for the table's shared memory and lock (shmem_request_hook). */
@@ -267,6 +296,8 @@ rh_init_shmem(void)
 	rh_slots = (RouteSlot *) ((char *) rh +
 							  MAXALIGN(offsetof(RouteHealthShared, hashes) +
 									   sizeof(uint64) * rh_routes));
+	rh_events = (RouteEvent *) ((char *) rh_slots +
+								MAXALIGN(sizeof(RouteSlot) * rh_routes));
 	if (!found)
 	{
 		memset(rh, 0, rh_shmem_size());
@@ -287,40 +318,37 @@ bool
 rh_admit(const char *endpoint, const char *model, TimestampTz now,
 		 long lease_ms, int *probes)
 {
-	RouteKey	route;
-	RouteKey	ep;
+	RouteKey	keys[2];
 	BreakerAdmission verdict;
-	RouteSlot  *slot;
+	BreakerSettings settings;
+	int			i;
 
 	*probes = 0;
 	if (!air_breaker || rh == NULL)
 		return true;
-	make_key(&route, endpoint, model, false);
-	make_key(&ep, endpoint, "", true);
+	make_key(&keys[0], endpoint, "", true);
+	make_key(&keys[1], endpoint, model, false);
 
 	LWLockAcquire(rh->lock, LW_SHARED);
-	verdict = admission(&route, &ep, now);
+	verdict = admission(&keys[1], &keys[0], now);
 	LWLockRelease(rh->lock);
 	if (verdict != ADMIT_PROBE)
 		return verdict == ADMIT_PASS;
 
 	/* another call may have started the probe meanwhile: decide again */
+	breaker_settings(&settings);
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
-	verdict = admission(&route, &ep, now);
-	if (verdict == ADMIT_PROBE)
+	verdict = admission(&keys[1], &keys[0], now);
+	for (i = 0; i < 2 && verdict == ADMIT_PROBE; i++)
 	{
-		if ((slot = find_slot(&ep)) != NULL &&
-			breaker_admission(&slot->breaker, now) == ADMIT_PROBE)
-		{
-			breaker_start_probe(&slot->breaker, MyProcPid, now, lease_ms * 1000);
-			*probes |= RH_PROBE_ENDPOINT;
-		}
-		if ((slot = find_slot(&route)) != NULL &&
-			breaker_admission(&slot->breaker, now) == ADMIT_PROBE)
-		{
-			breaker_start_probe(&slot->breaker, MyProcPid, now, lease_ms * 1000);
-			*probes |= RH_PROBE_ROUTE;
-		}
+		RouteSlot  *slot = find_slot(&keys[i]);
+
+		if (slot == NULL || breaker_admission(&slot->breaker, now) != ADMIT_PROBE)
+			continue;
+		note_change(slot, breaker_start_probe(&slot->breaker, MyProcPid, now,
+											  lease_ms * 1000),
+					now, &settings);
+		*probes |= i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE;
 	}
 	LWLockRelease(rh->lock);
 	return verdict != ADMIT_SKIP;
@@ -338,52 +366,45 @@ rh_record(const char *endpoint, const char *model, AttemptClass cls,
 		  int probes, TimestampTz now)
 {
 	BreakerVerdict verdict = breaker_verdict(cls, transport);
-	BreakerVerdict route_verdict = verdict;
-	BreakerVerdict endpoint_verdict = verdict;
+	BreakerVerdict verdicts[2] = {verdict, verdict};	/* endpoint, route */
 	BreakerSettings settings;
-	RouteKey	route;
-	RouteKey	ep;
-	RouteSlot  *route_slot;
-	RouteSlot  *ep_slot;
-	RouteSlot  *slots[2];
+	RouteKey	keys[2];
+	RouteSlot  *slots[2] = {NULL, NULL};
 	int			i;
 
 	if (!air_breaker || rh == NULL)
 		return;
 	/* a model is not to blame for an endpoint that cannot be reached */
 	if (verdict == VERDICT_ENDPOINT_FAILURE)
-		route_verdict = VERDICT_NEUTRAL;
+		verdicts[1] = VERDICT_NEUTRAL;
 	else if (verdict == VERDICT_ROUTE_FAILURE)
-		endpoint_verdict = VERDICT_SUCCESS;
+		verdicts[0] = VERDICT_SUCCESS;
 	breaker_settings(&settings);
-	make_key(&route, endpoint, model, false);
-	make_key(&ep, endpoint, "", true);
+	make_key(&keys[0], endpoint, "", true);
+	make_key(&keys[1], endpoint, model, false);
 
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
-	ep_slot = claim_slot(&ep, NULL, now);
-	route_slot = claim_slot(&route, ep_slot, now);
-	breaker_record(&ep_slot->breaker, endpoint_verdict,
-				   (probes & RH_PROBE_ENDPOINT) != 0, MyProcPid, -1, now,
-				   &settings);
-	breaker_record(&route_slot->breaker, route_verdict,
-				   (probes & RH_PROBE_ROUTE) != 0, MyProcPid,
-				   cls == CLASS_RATE_LIMITED ? retry_after_ms : -1, now,
-				   &settings);
-	slots[0] = ep_slot;
-	slots[1] = route_slot;
 	for (i = 0; i < 2; i++)
 	{
-		BreakerVerdict v = i == 0 ? endpoint_verdict : route_verdict;
+		RouteSlot  *slot = claim_slot(&keys[i], slots[0], now);
 
-		slots[i]->last_used = now;
-		if (v == VERDICT_SUCCESS)
-			slots[i]->last_success_at = now;
-		else if (v != VERDICT_NEUTRAL)
+		slots[i] = slot;
+		slot->last_used = now;
+		if (verdicts[i] == VERDICT_SUCCESS)
+			slot->last_success_at = now;
+		else if (verdicts[i] != VERDICT_NEUTRAL)
 		{
-			slots[i]->last_failure_at = now;
-			slots[i]->last_class = cls;
-			slots[i]->last_code = http_status;
+			slot->last_failure_at = now;
+			slot->last_class = cls;
+			slot->last_code = http_status;
 		}
+		note_change(slot,
+					breaker_record(&slot->breaker, verdicts[i],
+								   (probes & (i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE)) != 0,
+								   MyProcPid,
+								   i == 1 && cls == CLASS_RATE_LIMITED ? retry_after_ms : -1,
+								   now, &settings),
+					now, &settings);
 	}
 	LWLockRelease(rh->lock);
 }
@@ -487,8 +508,10 @@ rh_release_probes(void)
 		/* the probe learnt nothing, as after a request error */
 		if (rh->hashes[i] != 0 && breaker->state == BREAKER_HALF_OPEN &&
 			breaker->probe_pid == MyProcPid)
-			breaker_record(breaker, VERDICT_NEUTRAL, true, MyProcPid, -1, now,
-						   &settings);
+			note_change(&rh_slots[i],
+						breaker_record(breaker, VERDICT_NEUTRAL, true, MyProcPid,
+									   -1, now, &settings),
+						now, &settings);
 	}
 	LWLockRelease(rh->lock);
 }
@@ -593,6 +616,49 @@ admission(const RouteKey *route, const RouteKey *endpoint, TimestampTz now)
 	return ep == ADMIT_PROBE || rt == ADMIT_PROBE ? ADMIT_PROBE : ADMIT_PASS;
 }
 
+/*
+ * Keep a change of slot's state in the history ring, over the oldest.
+ * Caller holds the lock exclusively.
+ */
+static void
+note_change(const RouteSlot *slot, BreakerChange change, TimestampTz now,
+			const BreakerSettings *settings)
+{
+	RouteEvent *event;
+	double		requests;
+	double		failures;
+	double		retries;
+
+	if (change == CHANGE_NONE)
+		return;
+	event = &rh_events[rh->nevents++ % RH_HISTORY_SIZE];
+	breaker_window_counts(&slot->breaker, now, settings, &requests, &failures,
+						  &retries);
+	event->at = now;
+	memcpy(event->endpoint, slot->endpoint, RH_ENDPOINT_LEN);
+	memcpy(event->model, slot->model, RH_MODEL_LEN);
+	event->is_endpoint = slot->is_endpoint;
+	event->state = slot->breaker.state;
+	event->change = change;
+	event->consecutive_failures = slot->breaker.consecutive_failures;
+	event->window_requests = (int) rint(requests);
+	event->window_failures = (int) rint(failures);
+	event->next_probe_at = slot->breaker.next_probe_at;
+	/* only an attempt's failure opens a route by itself */
+	if (change == CHANGE_OPENED_FAILURES || change == CHANGE_OPENED_RATE ||
+		change == CHANGE_OPENED_RETRY_AFTER || change == CHANGE_PROBE_FAILED)
+	{
+		event->failure_class = slot->last_class;
+		event->failure_code = slot->last_code;
+	}
+	else
+	{
+		event->failure_class = CLASS_SUCCESS;
+		event->failure_code = 0;
+	}
+	event->pid = MyProcPid;
+}
+
 /* The breaker settings of this session. */
 static void
 breaker_settings(BreakerSettings *settings)
@@ -690,6 +756,7 @@ ai_route_set(PG_FUNCTION_ARGS)
 	int64		hold_us;
 	RouteKey	key;
 	RouteSlot  *slot;
+	BreakerSettings settings;
 	TimestampTz now = GetCurrentTimestamp();
 
 	calllog_require_loaded();
@@ -709,10 +776,66 @@ ai_route_set(PG_FUNCTION_ARGS)
 				 errmsg("hold must not be negative")));
 
 	make_key(&key, endpoint, model, PG_ARGISNULL(1));
+	breaker_settings(&settings);
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
 	slot = claim_slot(&key, NULL, now);
-	breaker_force(&slot->breaker, open, now, hold_us);
+	note_change(slot, breaker_force(&slot->breaker, open, now, hold_us), now,
+				&settings);
 	slot->last_used = now;
 	LWLockRelease(rh->lock);
 	PG_RETURN_VOID();
+}
+
+/*
+ * ai_route_history() returns the last RH_HISTORY_SIZE changes of state of
+ * the routes and endpoints since server start, oldest first.
+ */
+Datum
+ai_route_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RouteEvent *copy;
+	uint64		nevents;
+	uint64		first;
+	uint64		n;
+
+	calllog_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* copy the ring, so that no row is built under the lock */
+	copy = palloc(sizeof(RouteEvent) * RH_HISTORY_SIZE);
+	LWLockAcquire(rh->lock, LW_SHARED);
+	memcpy(copy, rh_events, sizeof(RouteEvent) * RH_HISTORY_SIZE);
+	nevents = rh->nevents;
+	LWLockRelease(rh->lock);
+
+	first = nevents > RH_HISTORY_SIZE ? nevents - RH_HISTORY_SIZE : 0;
+	for (n = first; n < nevents; n++)
+	{
+		RouteEvent *event = &copy[n % RH_HISTORY_SIZE];
+		Datum		values[RH_HISTORY_COLUMNS];
+		bool		nulls[RH_HISTORY_COLUMNS];
+		int			col = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[col++] = TimestampTzGetDatum(event->at);
+		values[col++] = CStringGetTextDatum(event->endpoint);
+		nulls[col] = event->is_endpoint;
+		values[col++] = CStringGetTextDatum(event->model);
+		values[col++] = CStringGetTextDatum(breaker_state_name(event->state));
+		values[col++] = CStringGetTextDatum(breaker_change_name(event->change));
+		values[col++] = Int32GetDatum(event->consecutive_failures);
+		values[col++] = Int32GetDatum(event->window_requests);
+		values[col++] = Int32GetDatum(event->window_failures);
+		nulls[col] = event->state != BREAKER_OPEN;
+		values[col++] = TimestampTzGetDatum(event->next_probe_at);
+		nulls[col] = event->failure_class == CLASS_SUCCESS;
+		values[col++] = CStringGetTextDatum(event->failure_class == CLASS_SUCCESS ? "" :
+											policy_class_name(event->failure_class));
+		nulls[col] = event->failure_code == 0;
+		values[col++] = Int32GetDatum(event->failure_code);
+		values[col++] = Int32GetDatum(event->pid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -76,6 +76,11 @@ my $probes = requests_for('tap-a') - 3;
 cmp_ok($probes, '>=', 1, "the route was probed during the outage ($probes probes in ${elapsed}s)");
 cmp_ok($probes, '<=', int($elapsed) + 1,
 	'at most one probe per cooldown across 16 sessions');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FILTER (WHERE reason = 'probe started') || '|' ||
+		         count(*) FILTER (WHERE reason = 'probe failed')
+		  FROM ai_route_history WHERE model = 'tap-a'}),
+	"$probes|$probes", 'the history has each probe and its failure once');
 
 # recovery: the next probe succeeds, the route closes, traffic returns
 control('up?model=tap-a');

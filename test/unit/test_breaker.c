@@ -90,7 +90,8 @@ test_cycle(void)
 	breaker_record(&b, VERDICT_SUCCESS, false, 1, -1, t, &settings);
 	fail_times(&b, 2, t);
 	check(b.state == BREAKER_CLOSED, "a success resets the consecutive count");
-	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t, &settings) &&
+	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t, &settings) ==
+		  CHANGE_OPENED_FAILURES &&
 		  b.state == BREAKER_OPEN && b.times_opened == 1,
 		  "the third consecutive failure opens");
 	check(b.next_probe_at == t + 5 * SEC, "the first cooldown is 5 s");
@@ -98,22 +99,23 @@ test_cycle(void)
 		  "open: calls skip until the cooldown has passed");
 	check(breaker_admission(&b, t + 5 * SEC) == ADMIT_PROBE,
 		  "then a call may probe");
-	breaker_start_probe(&b, 7, t + 5 * SEC, 10 * SEC);
+	check(breaker_start_probe(&b, 7, t + 5 * SEC, 10 * SEC) == CHANGE_PROBE_STARTED,
+		  "the probe starts: half-open");
 	check(b.state == BREAKER_HALF_OPEN &&
 		  breaker_admission(&b, t + 6 * SEC) == ADMIT_SKIP,
 		  "half-open: every other call skips");
 	check(breaker_admission(&b, t + 15 * SEC) == ADMIT_PROBE,
 		  "a probe lost past its lease lets the next call probe");
-	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, true, 7, -1, t + 6 * SEC, &settings) &&
-		  b.state == BREAKER_OPEN && b.next_probe_at == t + 16 * SEC &&
+	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, true, 7, -1, t + 6 * SEC, &settings) ==
+		  CHANGE_PROBE_FAILED && b.state == BREAKER_OPEN && b.next_probe_at == t + 16 * SEC &&
 		  b.times_opened == 2,
 		  "a failed probe re-opens for twice the cooldown");
 	breaker_start_probe(&b, 8, t + 16 * SEC, 10 * SEC);
 	check(!breaker_record(&b, VERDICT_ROUTE_FAILURE, true, 7, -1, t + 17 * SEC, &settings) &&
 		  b.state == BREAKER_HALF_OPEN,
 		  "a failure of a probe that lost its lease does not decide");
-	check(breaker_record(&b, VERDICT_SUCCESS, true, 8, -1, t + 17 * SEC, &settings) &&
-		  b.state == BREAKER_CLOSED && b.consecutive_failures == 0,
+	check(breaker_record(&b, VERDICT_SUCCESS, true, 8, -1, t + 17 * SEC, &settings) ==
+		  CHANGE_CLOSED && b.state == BREAKER_CLOSED && b.consecutive_failures == 0,
 		  "a successful probe closes");
 	fail_times(&b, 3, t + 20 * SEC);
 	check(b.next_probe_at == t + 20 * SEC + 15 * SEC,
@@ -137,8 +139,8 @@ test_cooldowns(void)
 		  "cooldown is 5 s x opens in a row, capped at 60 s");
 
 	memset(&b, 0, sizeof(b));
-	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, 2500, t, &settings) &&
-		  b.state == BREAKER_OPEN && b.next_probe_at == t + 2500 * 1000,
+	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, 2500, t, &settings) ==
+		  CHANGE_OPENED_RETRY_AFTER && b.state == BREAKER_OPEN && b.next_probe_at == t + 2500 * 1000,
 		  "a 429 with Retry-After opens at once until then");
 	breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, 9000, t, &settings);
 	check(b.next_probe_at == t + 9 * SEC, "a longer Retry-After while open extends it");
@@ -150,22 +152,24 @@ test_cooldowns(void)
 	check(b.next_probe_at == t + 60 * SEC, "Retry-After is capped like a cooldown");
 
 	breaker_start_probe(&b, 3, t + 60 * SEC, 10 * SEC);
-	check(breaker_record(&b, VERDICT_NEUTRAL, true, 3, -1, t + 61 * SEC, &settings) &&
-		  b.state == BREAKER_OPEN &&
+	check(breaker_record(&b, VERDICT_NEUTRAL, true, 3, -1, t + 61 * SEC, &settings) ==
+		  CHANGE_PROBE_INCONCLUSIVE && b.state == BREAKER_OPEN &&
 		  breaker_admission(&b, t + 61 * SEC) == ADMIT_PROBE,
 		  "a probe that learnt nothing lets the next call probe at once");
 	check(!breaker_record(&b, VERDICT_NEUTRAL, false, 1, -1, t, &settings),
 		  "a neutral attempt changes nothing");
 
-	breaker_force(&b, false, t, 0);
-	check(b.state == BREAKER_CLOSED && breaker_admission(&b, t) == ADMIT_PASS,
+	check(breaker_force(&b, false, t, 0) == CHANGE_CLOSED_BY_HAND &&
+		  b.state == BREAKER_CLOSED && breaker_admission(&b, t) == ADMIT_PASS,
 		  "closed by hand");
-	breaker_force(&b, true, t, 30 * SEC);
-	check(b.state == BREAKER_OPEN && breaker_admission(&b, t + 29 * SEC) == ADMIT_SKIP &&
+	check(breaker_force(&b, true, t, 30 * SEC) == CHANGE_OPENED_BY_HAND &&
+		  b.state == BREAKER_OPEN && breaker_admission(&b, t + 29 * SEC) == ADMIT_SKIP &&
 		  breaker_admission(&b, t + 30 * SEC) == ADMIT_PROBE,
 		  "opened by hand for a given time");
-	check(strcmp(breaker_state_name(BREAKER_HALF_OPEN), "half-open") == 0,
-		  "state names");
+	check(strcmp(breaker_state_name(BREAKER_HALF_OPEN), "half-open") == 0 &&
+		  strcmp(breaker_change_name(CHANGE_OPENED_RATE), "failure rate") == 0 &&
+		  breaker_change_name(CHANGE_NONE) == NULL,
+		  "state and change names");
 }
 
 /* The sliding window: failure rate and retry budget. */
@@ -188,8 +192,9 @@ test_window(void)
 	check(b.state == BREAKER_CLOSED, "50 % failures in 8 attempts: under min_requests");
 	breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t + 8, &defaults);
 	check(b.state == BREAKER_CLOSED, "5 of 9 failed: still under min_requests");
-	breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t + 9, &defaults);
-	check(b.state == BREAKER_OPEN && b.consecutive_failures == 2,
+	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t + 9, &defaults) ==
+		  CHANGE_OPENED_RATE &&
+		  b.state == BREAKER_OPEN && b.consecutive_failures == 2,
 		  "6 of 10 failed: the failure rate opens it before 3 in a row");
 
 	memset(&b, 0, sizeof(b));
