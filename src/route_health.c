@@ -386,7 +386,11 @@ rh_record(const char *endpoint, const char *model, AttemptClass cls,
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
 	for (i = 0; i < 2; i++)
 	{
+		/* claiming the route's slot must not evict the endpoint's */
 		RouteSlot  *slot = claim_slot(&keys[i], slots[0], now);
+		int			probe_flag = i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE;
+		int			wait_ms = i == 1 && cls == CLASS_RATE_LIMITED ?
+			retry_after_ms : -1;
 
 		slots[i] = slot;
 		slot->last_used = now;
@@ -400,10 +404,8 @@ rh_record(const char *endpoint, const char *model, AttemptClass cls,
 		}
 		note_change(slot,
 					breaker_record(&slot->breaker, verdicts[i],
-								   (probes & (i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE)) != 0,
-								   MyProcPid,
-								   i == 1 && cls == CLASS_RATE_LIMITED ? retry_after_ms : -1,
-								   now, &settings),
+								   (probes & probe_flag) != 0, MyProcPid,
+								   wait_ms, now, &settings),
 					now, &settings);
 	}
 	LWLockRelease(rh->lock);
