@@ -82,6 +82,33 @@ is($node->safe_psql('postgres',
 		  FROM ai_route_history WHERE model = 'tap-a'}),
 	"$probes|$probes", 'the history has each probe and its failure once');
 
+# exactly one probe at a time: while a probe hangs, 16 sessions skip the route
+control('down?model=tap-p&behaviour=hang');
+$node->safe_psql('postgres', qq{SELECT ai_route_set('$url/v1', 'tap-p', true, '0s')});
+my $prober = IPC::Run::start(
+	[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
+		q{SET ai_resilience.first_byte_timeout = '4s';
+		  SELECT ai_chat('probe', ARRAY['tap-p', 'ok'])} ],
+	'>', \my $probe_out, '2>', \my $probe_err);
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'half-open' FROM ai_route_health WHERE model = 'tap-p'}),
+	'a call took the probe');
+@sessions = ();
+for my $i (1 .. 16)
+{
+	push @sessions, IPC::Run::start(
+		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
+			qq{SELECT count(ai_chat('q$i ' || i, ARRAY['tap-p', 'ok']))
+			   FROM generate_series(1, 20) i} ],
+		'>', \my $out, '2>', \my $err);
+}
+$_->finish for @sessions;
+is(requests_for('tap-p'), 1, '320 calls of 16 sessions skipped the route while its probe was in flight');
+$prober->finish;
+chomp $probe_out;
+is($probe_out, 'echo: probe', 'the probe timed out and its call fell back');
+control('up?model=tap-p');
+
 # recovery: the next probe succeeds, the route closes, traffic returns
 control('up?model=tap-a');
 ok($node->poll_query_until('postgres',
