@@ -11,6 +11,11 @@
  * waiting out its backoff holds no transfer slot: the single wait in
  * transport_wait covers transfers, backoff timers and interrupts at once.
  *
+ * Route health (route_health.c, issue 10): before each attempt the call
+ * skips the routes whose breaker is open, and after it the attempt counts in
+ * its route's health; a retry beyond the endpoint's retry budget becomes a
+ * fallback.  The hooks are in the section "route health" below.
+ *
  * Streams: after every wait, what streaming attempts in flight received is
  * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
  * long stream holds only its text.
