@@ -35,6 +35,7 @@
 
 static void breaker_open(Breaker *breaker, int retry_after_ms, int64_t now,
 						 const BreakerSettings *settings);
+static void breaker_close(Breaker *breaker, int64_t now);
 static int64_t retry_after_us(int retry_after_ms,
 							  const BreakerSettings *settings);
 static void window_roll(BreakerWindow *window, int64_t now,
@@ -172,9 +173,7 @@ breaker_record(Breaker *breaker, BreakerVerdict verdict, bool was_probe,
 			if (breaker->state == BREAKER_CLOSED)
 				return CHANGE_NONE;
 			/* any success proves the route works, a probe's or not */
-			breaker->state = BREAKER_CLOSED;
-			breaker->closed_at = now;
-			breaker->probe_pid = 0;
+			breaker_close(breaker, now);
 			return CHANGE_CLOSED;
 
 		case VERDICT_ROUTE_FAILURE:
@@ -281,9 +280,7 @@ breaker_force(Breaker *breaker, bool open, int64_t now, int64_t open_us)
 		breaker->times_opened++;
 		return CHANGE_OPENED_BY_HAND;
 	}
-	breaker->state = BREAKER_CLOSED;
-	breaker->consecutive_failures = 0;
-	breaker->closed_at = now;
+	breaker_close(breaker, now);
 	return CHANGE_CLOSED_BY_HAND;
 }
 
@@ -337,6 +334,22 @@ breaker_open(Breaker *breaker, int retry_after_ms, int64_t now,
 	else
 		breaker->next_probe_at = now + breaker_cooldown_us(breaker->open_streak,
 														   settings);
+}
+
+/*
+ * Close the breaker.  The failures that opened it leave the window: the
+ * failure rate starts again from the attempts that follow, as resilience4j
+ * starts a new window.
+ */
+static void
+breaker_close(Breaker *breaker, int64_t now)
+{
+	breaker->state = BREAKER_CLOSED;
+	breaker->consecutive_failures = 0;
+	breaker->closed_at = now;
+	breaker->probe_pid = 0;
+	breaker->window.failures = 0;
+	breaker->window.prev_failures = 0;
 }
 
 /* A server's requested wait, capped like a cooldown, in microseconds. */

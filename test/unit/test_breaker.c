@@ -196,6 +196,10 @@ test_window(void)
 		  CHANGE_OPENED_RATE &&
 		  b.state == BREAKER_OPEN && b.consecutive_failures == 2,
 		  "6 of 10 failed: the failure rate opens it before 3 in a row");
+	breaker_record(&b, VERDICT_SUCCESS, false, 1, -1, t + 10, &defaults);
+	check(breaker_record(&b, VERDICT_ROUTE_FAILURE, false, 1, -1, t + 11, &defaults) ==
+		  CHANGE_NONE && b.state == BREAKER_CLOSED,
+		  "closed again, the failures that opened it no longer count");
 
 	memset(&b, 0, sizeof(b));
 	for (i = 0; i < 10; i++)
