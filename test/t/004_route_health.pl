@@ -47,6 +47,32 @@ sub state_of
 		"SELECT state FROM ai_route_health WHERE model = '$model'");
 }
 
+# Start psql running sql in the background; returns the harness and
+# references to its stdout and stderr.
+sub start_psql
+{
+	my ($sql) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$out, '2>', \$err);
+	return ($h, \$out, \$err);
+}
+
+# Run sql in 16 sessions at once, "SESSION" replaced by each one's number;
+# returns when all are done.
+sub in_16_sessions
+{
+	my ($sql) = @_;
+	my @sessions;
+	for my $i (1 .. 16)
+	{
+		(my $mine = $sql) =~ s/SESSION/$i/g;
+		push @sessions, (start_psql($mine))[0];
+	}
+	$_->finish for @sessions;
+}
+
 journal_reset();
 control('down?model=tap-a');
 
@@ -64,17 +90,9 @@ is(requests_for('tap-a'), 3, 'session B sent nothing to the open route');
 # 16 sessions during the outage: at most one probe per cooldown (1 s, then
 # growing); the route is made due for a probe first
 $node->safe_psql('postgres', qq{SELECT ai_route_set('$url/v1', 'tap-a', true, '0s')});
-my @sessions;
 my $started = time();
-for my $i (1 .. 16)
-{
-	push @sessions, IPC::Run::start(
-		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
-			qq{SELECT count(ai_chat('s$i ' || i, ARRAY['tap-a', 'ok+latency-20']))
-			   FROM generate_series(1, 100) i} ],
-		'>', \my $out, '2>', \my $err);
-}
-$_->finish for @sessions;
+in_16_sessions(q{SELECT count(ai_chat('sSESSION ' || i, ARRAY['tap-a', 'ok+latency-20']))
+                 FROM generate_series(1, 100) i});
 my $elapsed = time() - $started;
 my $probes = requests_for('tap-a') - 3;
 cmp_ok($probes, '>=', 1, "the route was probed during the outage ($probes probes in ${elapsed}s)");
@@ -89,29 +107,18 @@ is($node->safe_psql('postgres',
 # exactly one probe at a time: while a probe hangs, 16 sessions skip the route
 control('down?model=tap-p&behaviour=hang');
 $node->safe_psql('postgres', qq{SELECT ai_route_set('$url/v1', 'tap-p', true, '0s')});
-my $prober = IPC::Run::start(
-	[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
-		q{SET application_name = 'prober';
-		  SELECT ai_chat('probe', ARRAY['tap-p', 'ok'])} ],
-	'>', \my $probe_out, '2>', \my $probe_err);
+my ($prober, $probe_out, $probe_err) = start_psql(
+	q{SET application_name = 'prober'; SELECT ai_chat('probe', ARRAY['tap-p', 'ok'])});
 ok($node->poll_query_until('postgres',
 		q{SELECT state = 'half-open' FROM ai_route_health WHERE model = 'tap-p'}),
 	'a call took the probe');
-@sessions = ();
-for my $i (1 .. 16)
-{
-	push @sessions, IPC::Run::start(
-		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
-			qq{SELECT count(ai_chat('q$i ' || i, ARRAY['tap-p', 'ok']))
-			   FROM generate_series(1, 20) i} ],
-		'>', \my $out, '2>', \my $err);
-}
-$_->finish for @sessions;
+in_16_sessions(q{SELECT count(ai_chat('qSESSION ' || i, ARRAY['tap-p', 'ok']))
+                 FROM generate_series(1, 20) i});
 is(requests_for('tap-p'), 1, '320 calls of 16 sessions skipped the route while its probe was in flight');
 $node->safe_psql('postgres',
 	q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'prober'});
 $prober->finish;
-like($probe_err, qr/canceling statement due to user request/, 'then the probe was cancelled');
+like($$probe_err, qr/canceling statement due to user request/, 'then the probe was cancelled');
 control('up?model=tap-p');
 
 # recovery: the next probe succeeds, the route closes, traffic returns
@@ -192,17 +199,9 @@ $node->safe_psql('postgres', q{
 	SELECT pg_reload_conf()});
 control('down?model=tap-storm');
 journal_reset();
-@sessions = ();
-for my $i (1 .. 16)
-{
-	push @sessions, IPC::Run::start(
-		[ 'psql', '-X', '-qAt', '-d', $node->connstr('postgres'), '-c',
-			qq{SET ai_resilience.endpoints = '$url/storm/v1';
-			   SELECT count(ai_chat('st$i ' || i, ARRAY['tap-storm', 'ok']))
-			   FROM generate_series(1, 20) i} ],
-		'>', \my $out, '2>', \my $err);
-}
-$_->finish for @sessions;
+in_16_sessions(qq{SET ai_resilience.endpoints = '$url/storm/v1';
+                  SELECT count(ai_chat('stSESSION ' || i, ARRAY['tap-storm', 'ok']))
+                  FROM generate_series(1, 20) i});
 my $storm = requests_for('tap-storm');
 my $answered = requests_for('ok');
 my $retries = $storm - 320;
