@@ -143,6 +143,14 @@ FROM ai_route_history
 WHERE model IN ('status-502+rh', 'ok+rh', 'status-401+rh', 'ratelimit-30+rh', 'flaky-1+rate')
    OR (model IS NULL AND endpoint LIKE '%:1/v1');
 
+-- the history keeps the last 1024 changes, oldest first
+SELECT count(ai_route_set((SELECT url FROM sim) || '/v1', 'ring+rh', i % 2 = 1))
+FROM generate_series(1, 1100) i;
+SELECT count(*), count(*) FILTER (WHERE model = 'ring+rh') AS ring,
+       (SELECT state FROM ai_route_history LIMIT 1) AS first,
+       (SELECT state FROM ai_route_history OFFSET 1023) AS last
+FROM ai_route_history;
+
 -- monitoring roles may read the health, nobody else; opening is not public
 SELECT has_function_privilege('pg_read_all_stats', 'ai_route_health()', 'execute') AS stats_reads,
        has_function_privilege('public', 'ai_route_health()', 'execute') AS public_reads,
