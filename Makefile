@@ -19,6 +19,8 @@ OBJS = \
 	src/secrets.o \
 	src/gateway_text.o \
 	src/policy.o \
+	src/breaker.o \
+	src/route_health.o \
 	src/openai_wire.o \
 	src/transport.o \
 	src/call_log.o \
@@ -31,7 +33,7 @@ OBJS = \
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream hostile_wire log_survival memory_limits security_keys
+REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream hostile_wire log_survival memory_limits security_keys route_health
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"
@@ -40,7 +42,7 @@ PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK = -lcurl
 
-EXTRA_CLEAN = test/results test/unit/test_policy
+EXTRA_CLEAN = test/results test/unit/test_policy test/unit/test_breaker
 
 # pg_regress and the TAP tests need the gateway simulator: the installcheck
 # and prove_installcheck targets below start one of their own.
@@ -62,8 +64,13 @@ $(OBJS): $(wildcard src/*.h)
 test/unit/test_policy: test/unit/test_policy.c src/policy.c src/policy.h
 	$(CC) -std=gnu99 -Wall -Wextra -O2 $(COPT) -Isrc -o $@ test/unit/test_policy.c src/policy.c -lm
 
-unitcheck: test/unit/test_policy
+# Unit tests of the pure circuit breaker.
+test/unit/test_breaker: test/unit/test_breaker.c src/breaker.c src/breaker.h src/policy.h
+	$(CC) -std=gnu99 -Wall -Wextra -O2 $(COPT) -Isrc -o $@ test/unit/test_breaker.c src/breaker.c
+
+unitcheck: test/unit/test_policy test/unit/test_breaker
 	test/unit/test_policy
+	test/unit/test_breaker
 
 # Each suite gets a gateway simulator of its own: started on a free port, its
 # address exported as AI_SIM_URL (test/scripts/sim.sh), stopped at the end.

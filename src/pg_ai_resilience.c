@@ -12,6 +12,8 @@
  *	  call_log.c	 one ai_call_log record per HTTP attempt, queued
  *	  log_queue.c	 the shared-memory queue of records
  *	  log_writer.c	 background workers inserting the records
+ *	  breaker.c		 pure decisions of a route's circuit breaker
+ *	  route_health.c the breakers of every route, in shared memory
  *	  guc.c			 the ai_resilience.* settings
  *
  * The library must be in shared_preload_libraries: the log queue lives in
@@ -30,6 +32,7 @@
 #include "guc.h"
 #include "log_queue.h"
 #include "log_writer.h"
+#include "route_health.h"
 
 PG_MODULE_MAGIC;
 
@@ -48,6 +51,7 @@ static void air_shmem_startup(void);
 void
 _PG_init(void)
 {
+	rh_define_gucs();
 	air_define_gucs();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -60,20 +64,22 @@ _PG_init(void)
 	calllog_install_hooks();
 }
 
-/* Ask for the log queue's shared memory. */
+/* Ask for the log queue's and the route health's shared memory. */
 static void
 air_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	logq_request_shmem();
+	rh_request_shmem();
 }
 
-/* Create or attach to the log queue. */
+/* Create or attach to the log queue and the route health table. */
 static void
 air_shmem_startup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	logq_init_shmem();
+	rh_init_shmem();
 }

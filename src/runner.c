@@ -11,6 +11,11 @@
  * waiting out its backoff holds no transfer slot: the single wait in
  * transport_wait covers transfers, backoff timers and interrupts at once.
  *
+ * Route health (route_health.c, issue 10): before each attempt the call
+ * skips the routes whose breaker is open, and after it the attempt counts in
+ * its route's health; a retry beyond the endpoint's retry budget becomes a
+ * fallback.  The hooks are in the section "route health" below.
+ *
  * Streams: after every wait, what streaming attempts in flight received is
  * assembled (openai_wire.c) and dropped from the transfer's buffer, so a
  * long stream holds only its text.  A stream is complete at its [DONE]:
@@ -51,6 +56,7 @@
 #include "call_log.h"
 #include "gateway_text.h"
 #include "guc.h"
+#include "route_health.h"
 #include "runner.h"
 #include "secrets.h"
 
@@ -92,6 +98,14 @@ static RunState *current_run = NULL;
 static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
 							TimestampTz now);
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
+static bool skip_open_routes(RunState *run, ChatCall *call, TimestampTz now,
+							 long ms_left);
+static void apply_retry_budget(const CallSettings *settings, ChatCall *call,
+							   RetryDecision *decision, TimestampTz now);
+static void record_route_health(const CallSettings *settings, ChatCall *call,
+								const TransportRequest *request,
+								AttemptClass cls, int retry_after_ms,
+								TimestampTz now);
 static bool is_event_stream(const TransportRequest *request);
 static void feed_stream(ChatCall *call, bool at_end);
 static void read_answer(ChatCall *call, ChatAnswer *answer, AttemptFacts *facts);
@@ -289,6 +303,7 @@ runner_run(const CallSettings *settings, const ChatPrompt *common,
 		current_run = outer_run;
 		log_interrupted_attempts(&run,
 								 "the statement ended (cancel, timeout or error) during the attempt");
+		rh_release_probes();
 		transport_abort_all();
 		PG_RE_THROW();
 	}
@@ -371,6 +386,8 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 		finish_call(run, call, false, ERRCODE_AI_DEADLINE, NULL);
 		return;
 	}
+	if (!skip_open_routes(run, call, now, ms_left))
+		return;
 
 	policy_route_at(call->route_index, settings->nendpoints,
 					&model_index, &endpoint_index);
@@ -430,6 +447,102 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 	call->request = request;
 	run->in_flight++;
 }
+
+/*---- route health (issue 10) ----*/
+
+/*
+ * Move the call past the routes whose breaker is open (route_health.c),
+ * without waiting: each skipped route counts in the call's summary as
+ * "open".  Returns false when no route is left and the call has failed: a
+ * call that made no attempt fails with ERRCODE_AI_ROUTES_OPEN, naming each
+ * route and when it will be probed.
+ */
+static bool
+skip_open_routes(RunState *run, ChatCall *call, TimestampTz now, long ms_left)
+{
+	const CallSettings *settings = run->settings;
+	int			nroutes = settings->nmodels * settings->nendpoints;
+	long		lease_ms = settings->connect_timeout_ms +
+		Min(settings->request_timeout_ms, ms_left);
+	StringInfoData routes;
+	int			model_index;
+	int			endpoint_index;
+	int			i;
+
+	for (; call->route_index < nroutes; call->route_index++)
+	{
+		policy_route_at(call->route_index, settings->nendpoints,
+						&model_index, &endpoint_index);
+		if (rh_admit(settings->endpoints[endpoint_index].display,
+					 settings->models[model_index], now, lease_ms,
+					 &call->probes))
+			return true;
+		summary_add(call, call->route_index, "open");
+		call->retries_on_route = 0;
+		call->stream_on_route = settings->stream;
+	}
+
+	if (call->attempts > 0)
+	{
+		finish_call(run, call, false, ERRCODE_AI_CALL_FAILED, NULL);
+		return false;
+	}
+	initStringInfo(&routes);
+	for (i = 0; i < nroutes; i++)
+	{
+		const char *display;
+
+		policy_route_at(i, settings->nendpoints, &model_index, &endpoint_index);
+		display = settings->endpoints[endpoint_index].display;
+		appendStringInfo(&routes, "%s%s@%s %s", i ? "; " : "",
+						 settings->models[model_index], display,
+						 rh_describe(display, settings->models[model_index]));
+	}
+	finish_call(run, call, false, ERRCODE_AI_ROUTES_OPEN, routes.data);
+	return false;
+}
+
+/* Count a finished attempt in its route's health, for every session. */
+static void
+record_route_health(const CallSettings *settings, ChatCall *call,
+					const TransportRequest *request, AttemptClass cls,
+					int retry_after_ms, TimestampTz now)
+{
+	int			model_index;
+	int			endpoint_index;
+
+	policy_route_at(call->route_index, settings->nendpoints,
+					&model_index, &endpoint_index);
+	rh_record(settings->endpoints[endpoint_index].display,
+			  settings->models[model_index], cls, request->failure,
+			  (int) request->http_status, retry_after_ms, call->probes, now);
+	call->probes = 0;
+}
+
+/*
+ * A retry the endpoint's retry budget does not allow becomes a fallback (a
+ * failure on the last route) at once: retries past the budget would
+ * multiply the load on a struggling gateway.
+ */
+static void
+apply_retry_budget(const CallSettings *settings, ChatCall *call,
+				   RetryDecision *decision, TimestampTz now)
+{
+	int			model_index;
+	int			endpoint_index;
+
+	policy_route_at(call->route_index, settings->nendpoints,
+					&model_index, &endpoint_index);
+	if (rh_grant_retry(settings->endpoints[endpoint_index].display, now))
+		return;
+	decision->outcome = call->route_index + 1 <
+		settings->nmodels * settings->nendpoints ?
+		OUTCOME_FALLBACK : OUTCOME_FAILED;
+	decision->wait_ms = 0;
+	decision->honoured_retry_after = false;
+}
+
+/*---- end of route health ----*/
 
 /* Is the request's answer a 2xx event stream (so far as it has come)? */
 static bool
@@ -590,12 +703,15 @@ complete_attempt(RunState *run, ChatCall *call)
 	cls = policy_classify(&facts, &retryable);
 	retry_after_ms = policy_retry_after_ms(request->retry_after_ms,
 										   request->retry_after, time(NULL));
+	record_route_health(settings, call, request, cls, retry_after_ms, now);
 	decision = policy_decide(cls, retryable, call->retries_on_route,
 							 retry_after_ms, &settings->retry,
 							 pg_prng_double(&pg_global_prng_state),
 							 TimestampDifferenceMilliseconds(now, call->deadline_at),
 							 call->route_index + 1 <
 							 settings->nmodels * settings->nendpoints);
+	if (decision.outcome == OUTCOME_RETRY)
+		apply_retry_budget(settings, call, &decision, now);
 
 	error_text = attempt_error_text(settings, request, &answer, cls);
 
@@ -675,6 +791,13 @@ finish_call(RunState *run, ChatCall *call, bool succeeded, int sqlstate,
 									 run->settings->deadline_ms, call->attempts,
 									 call->attempts == 1 ? "" : "s",
 									 summary);
+		else if (sqlstate == ERRCODE_AI_ROUTES_OPEN)
+		{
+			/* last_error describes the open routes: it is the message */
+			call->failure = psprintf("every route is open, no attempt was made: %s",
+									 last_error);
+			call->last_error = NULL;
+		}
 		else if (call->attempts == 1)
 			call->failure = psprintf("the only attempt failed: %s", summary);
 		else

@@ -92,6 +92,7 @@ typedef struct ChatCall
 	StreamAssembly stream;		/* its answer so far */
 	TimestampTz first_token_at; /* when its first content arrived; 0: not yet */
 	List	   *summary;		/* AttemptGroup list, for the failure text */
+	int			probes;			/* route health probes the attempt holds */
 } ChatCall;
 
 /*

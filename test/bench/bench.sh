@@ -10,8 +10,8 @@
 #	  figures of every benchmark that has run, so that benchmarks run one by
 #	  one add up; raw per-run figures to test/bench/out/<benchmark>_runs.tsv.
 #
-#	  usage: bench.sh [all|b1|b2|b3|b4 ...]          (default: all)
-#	  env:   RUNS runs of each side (5 for B1, 3 for B2-B4); see each
+#	  usage: bench.sh [all|b1|b2|b3|b4|b5 ...]       (default: all)
+#	  env:   RUNS runs of each side (5 for B1, 3 for B2-B5); see each
 #	         benchmark for its own (N, WARMUP, B2_N, B4_N, ...)
 #
 #	  B1  per-call time of ai_chat vs a plain libcurl client, simulator at
@@ -20,6 +20,8 @@
 #	      100 ms latency; row-by-row ai_chat; sweep over concurrency (chart)
 #	  B3  B2 with faults (20 % 500, 5 % 429 with Retry-After 1 s), retries on
 #	  B4  a 2,000-token answer streamed vs not, zero latency
+#	  B5  route health: outages (a dead model, a hung endpoint, every route
+#	      dead) row by row and in a batch, and the breaker's cost per call
 #
 #	  A full "all" takes about 10 minutes: on a shared machine, run the
 #	  benchmarks one per invocation (each under 4 minutes).
@@ -40,7 +42,7 @@ RUNS=${RUNS:-}
 LOCK=/tmp/pg_ai_resilience.lock
 
 # every benchmark, in the order "all" runs them
-BENCHMARKS=(b1 b2 b3 b4)
+BENCHMARKS=(b1 b2 b3 b4 b5)
 # what the benchmarks need beyond test/scripts/install-deps.sh
 PACKAGES=(util-linux gnuplot-nox)
 
@@ -507,6 +509,152 @@ b4() {
 	result_note "B4: CPU columns: µs of CPU per call, backend (/proc/<pid>/schedstat, ns) / simulator (utime + stime of /proc/<pid>/stat, 10 ms ticks: ±20 µs per call at N=500)."
 	result_note "B4: simulator at zero latency, --no-journal; per call = elapsed/N after 20 warm-up calls; each run: plain, then streamed, for each model; medians of $RUNS runs."
 	result_note "B4: the simulator sends a stream as at most 64 content events (a real provider sends one per token, ~2000 here); ok+tokens-60 gives 62 one-word events, ok (prompt 'pN') 2 ("echo: ", "pN")."
+}
+
+#---- B5: route health during outages ----
+
+# one timed statement: "ms dead_attempts answered" for $1 = row (row-by-row
+# ai_chat over $2 calls with models $4) or batch (ai_chat_batch of $2
+# prompts at concurrency 64), against the simulator at $3 (endpoints, comma
+# separated); dead_attempts are the log's attempts on model $5.  $6: extra
+# settings.
+b5_run() {
+	local kind=$1 n=$2 eps=$3 models=$4 dead=$5 extra=${6:-} output ms stmt
+	if [ "$kind" = row ]; then
+		stmt="SELECT count(ai_chat('p' || i, $models, on_error => 'null')) FROM generate_series(1, :n) i;"
+	else
+		stmt="SELECT count(response) FROM ai_chat_batch(ARRAY(SELECT 'p' || i FROM generate_series(1, :n) i), $models);"
+	fi
+	output=$(bpsql -v eps="$eps" -v n="$n" -v dead="$dead" <<-SQL
+		SET ai_resilience.endpoints = :'eps';
+		SET ai_resilience.api_key = 'sk-bench';
+		SET ai_resilience.max_concurrency = 64;
+		SET client_min_messages = error;
+		$extra
+		SELECT ai_flush_log() \g /dev/null
+		TRUNCATE ai_call_log;
+		\timing on
+		$stmt
+		\timing off
+		SELECT ai_flush_log() \g /dev/null
+		SELECT count(*) FROM ai_call_log WHERE model = :'dead';
+	SQL
+	)
+	ms=$(psql_ms "$output")
+	[ -n "$ms" ] || { echo "b5: run failed: $output" >&2; return 1; }
+	echo "$ms $(tail -1 <<< "$output") $(head -1 <<< "$output")"
+}
+
+# the breaker's cost per call at zero latency: in one session, $2 calls of
+# ai_chat on the zero-latency simulator with the breaker off, then on, $1
+# times; prints "cpu_on cpu_off wall_on wall_off", the medians of the
+# backend's CPU µs and of the elapsed µs per call
+b5_hot() {
+	local reps=$1 n=$2 cpu_file script rep side output
+	cpu_file=$(mktemp /tmp/bench-cpu.XXXXXX)
+	script="SET ai_resilience.endpoints = '$AI_SIM_URL/v1';
+		SET ai_resilience.api_key = 'sk-bench';
+		SELECT count(ai_chat('warm-up ' || i, ARRAY['ok'])) FROM generate_series(1, 200) i \\g /dev/null
+		SELECT pg_backend_pid() AS bpid \\gset
+		\\setenv BPID :bpid"
+	for rep in $(seq 1 "$reps"); do
+		for side in off on; do
+			script+="
+			SET ai_resilience.breaker = $side;
+			\\! awk '{ printf \"$side %.3f\\n\", \$1 / 1e3 }' /proc/\$BPID/schedstat >> $cpu_file
+			\\timing on
+			SELECT count(ai_chat('p' || i, ARRAY['ok'])) FROM generate_series(1, $n) i;
+			\\timing off
+			\\! awk '{ printf \"$side %.3f\\n\", \$1 / 1e3 }' /proc/\$BPID/schedstat >> $cpu_file"
+		done
+	done
+	output=$(bpsql <<< "$script")
+	# the timed statements alternate off, on: their Time lines in order
+	psql_ms "$output" | awk -v n="$n" '{ print (NR % 2 ? "off" : "on"), $1 * 1000 / n }' > "$cpu_file.wall"
+	awk -v n="$n" '{ if (NR % 2) a = $2; else print $1, ($2 - a) / n }' "$cpu_file" > "$cpu_file.cpu"
+	echo "$(awk '$1 == "on" { print $2 }' "$cpu_file.cpu" | median)" \
+		"$(awk '$1 == "off" { print $2 }' "$cpu_file.cpu" | median)" \
+		"$(awk '$1 == "on" { print $2 }' "$cpu_file.wall" | median)" \
+		"$(awk '$1 == "off" { print $2 }' "$cpu_file.wall" | median)"
+	rm -f "$cpu_file" "$cpu_file.cpu" "$cpu_file.wall"
+}
+
+# take model or prefix $2 down on the simulator at $1 (query string of
+# /control/down), or bring everything up ($2 empty)
+b5_control() {
+	if [ -n "$2" ]; then
+		curl -s -f -X POST "$1/control/down?$2" >/dev/null
+	else
+		curl -s -f -X POST "$1/control/up" >/dev/null
+	fi
+}
+
+b5() {
+	# B5_N row-by-row calls at B5_LATENCY ms; B5_BATCH prompts at 100 ms;
+	# B5_TOTAL calls in the total outage; B5_HOT calls for the hot path
+	local RUNS=${RUNS:-3} n=${B5_N:-2000} lat=${B5_LATENCY:-20} bn=${B5_BATCH:-10000}
+	local tn=${B5_TOTAL:-10000} hn=${B5_HOT:-5000} hreps=${B5_HOT_REPS:-7}
+	local runs=$out/b5_runs.tsv run url bat dead free out_ms out_dead hung_ms hung_dead
+	local bfree bout bout_dead total_ms total_answered hot_on hot_off cpu_on cpu_off
+	echo "== B5: route health, $n row-by-row calls at $lat ms, batch of $bn at 100 ms, total outage of $tn calls ($RUNS runs)"
+	sim_up --latency-ms "$lat"
+	url=$SIM_URL
+	sim_up --latency-ms 100 --no-journal
+	bat=$SIM_URL
+	printf 'run\tfree_ms\tdead_ms\tdead_attempts\thung_ms\thung_attempts\tbatch_free_ms\tbatch_dead_ms\tbatch_dead_attempts\ttotal_ms\ttotal_answered\n' > "$runs"
+	for run in $(seq 1 "$RUNS"); do
+		# a dead model of its own per run: the breaker remembers the last one
+		dead=dead-$run-$$
+		read -r free _ _ < <(b5_run row "$n" "$url/v1" "ARRAY['ok']" none)
+		b5_control "$url" "model=$dead"
+		read -r out_ms out_dead _ < <(b5_run row "$n" "$url/v1" "ARRAY['$dead', 'ok']" "$dead")
+		# the first endpoint accepts connections and never answers
+		b5_control "$url" "prefix=/hung-$run&behaviour=hang"
+		read -r hung_ms hung_dead _ < <(b5_run row "$n" "$url/hung-$run/v1,$url/v1" "ARRAY['ok']" ok \
+			"SET ai_resilience.first_byte_timeout = '2s';")
+		hung_dead=$(bpsql -c "SELECT count(*) FROM ai_call_log WHERE endpoint LIKE '%/hung-$run/v1'")
+		read -r bfree _ _ < <(b5_run batch "$bn" "$bat/v1" "ARRAY['ok']" none)
+		b5_control "$bat" "model=$dead"
+		read -r bout bout_dead _ < <(b5_run batch "$bn" "$bat/v1" "ARRAY['$dead', 'ok']" "$dead")
+		# every route dead
+		b5_control "$url" "model=$dead-total"
+		read -r total_ms _ total_answered < <(b5_run row "$tn" "$url/v1" "ARRAY['$dead-total']" "$dead-total")
+		b5_control "$url" ""
+		b5_control "$bat" ""
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$free" "$out_ms" "$out_dead" "$hung_ms" "$hung_dead" \
+			"$bfree" "$bout" "$bout_dead" "$total_ms" "$total_answered" >> "$runs"
+		printf 'run %s: row-by-row %s ms, first model dead %s ms (%s attempts on it), first endpoint hung %s ms (%s attempts on it); batch %s ms, first model dead %s ms (%s attempts on it); total outage %s ms (%s answered)\n' \
+			"$run" "$free" "$out_ms" "$out_dead" "$hung_ms" "$hung_dead" "$bfree" "$bout" "$bout_dead" "$total_ms" "$total_answered"
+	done
+	sims_down
+	read -r cpu_on cpu_off hot_on hot_off < <(b5_hot "$hreps" "$hn")
+	echo "per call at zero latency: breaker on $hot_on µs ($cpu_on µs CPU), off $hot_off µs ($cpu_off µs CPU)"
+
+	local m_free m_out m_hung m_bfree m_bout m_total
+	m_free=$(col_median "$runs" 2)
+	m_out=$(col_median "$runs" 3)
+	m_hung=$(col_median "$runs" 5)
+	m_bfree=$(col_median "$runs" 7)
+	m_bout=$(col_median "$runs" 8)
+	m_total=$(col_median "$runs" 10)
+	result_table '%-50s | %17s | %-26s\n' '%-50s | %17s | %-26s\n' "B5 (route health)" value target
+	result_row "row by row, $n calls at $lat ms, no outage, s" "$(calc 'ms / 1000' ms="$m_free")" ""
+	result_row "first model dead, s" "$(calc 'ms / 1000' ms="$m_out")" "<= 1.5x: $(calc 'a / b' a="$m_out" b="$m_free")x"
+	result_row "first model dead, requests to it (max of runs)" "$(cut -f4 "$runs" | tail -n +2 | sort -n | tail -1)" "<= 10"
+	result_row "first endpoint hung (first_byte_timeout 2s), s" "$(calc 'ms / 1000' ms="$m_hung")" "free + first call's waits + 10 %"
+	result_row "first endpoint hung, requests to it (max of runs)" "$(cut -f6 "$runs" | tail -n +2 | sort -n | tail -1)" ""
+	result_row "batch, $bn prompts at 100 ms, c 64, no outage, s" "$(calc 'ms / 1000' ms="$m_bfree")" ""
+	result_row "batch, first model dead, s" "$(calc 'ms / 1000' ms="$m_bout")" "<= 1.2x: $(calc 'a / b' a="$m_bout" b="$m_bfree")x"
+	result_row "batch, first model dead, requests to it (max)" "$(cut -f9 "$runs" | tail -n +2 | sort -n | tail -1)" ""
+	result_row "total outage, $tn calls (on_error null), s" "$(calc 'ms / 1000' ms="$m_total")" "<= 10"
+	result_row "per call at zero latency, breaker on / off, µs" "$hot_on / $hot_off" ""
+	result_row "breaker cost per call (elapsed), %" "$(calc --fmt %.1f '100 * (a - b) / b' a="$hot_on" b="$hot_off")" "<= 2"
+	result_row "backend CPU per call, breaker on / off, µs" "$cpu_on / $cpu_off" ""
+	result_row "breaker cost per call (backend CPU), %" "$(calc --fmt %.1f '100 * (a - b) / b' a="$cpu_on" b="$cpu_off")" "<= 2"
+	result_note "B5: default settings except the endpoints (and first_byte_timeout 2s for the hung endpoint); medians of $RUNS runs."
+	result_note "B5: the dead model answers 502 (POST /control/down of the simulator), a new one each run; the hung endpoint accepts and never answers; in the total outage the only model is dead."
+	result_note "B5: requests to the dead model or hung endpoint = ai_call_log rows for it (one per attempt)."
+	result_note "B5: per call at zero latency: one session, $hn calls of ai_chat('p' || i, ARRAY['ok']) on the zero-latency simulator with the breaker off, then on, $hreps times; medians; CPU from /proc/<pid>/schedstat."
 }
 
 #---- inside the cluster ----

@@ -896,6 +896,83 @@ parse_model(const char *m, size_t n, Behaviour *b, Options *o)
 }
 
 /* ----------------------------------------------------------------
+ *		outages set while running (POST /control/down, /control/up)
+ * ----------------------------------------------------------------
+ */
+#define SIM_MAX_DOWNS		64	/* models and prefixes down at once */
+#define SIM_DOWN_NAME		256 /* longest model or prefix taken down */
+
+typedef struct Down
+{
+	bool		is_prefix;		/* name is an endpoint prefix, else a model */
+	char		name[SIM_DOWN_NAME];
+	Behaviour	behaviour;		/* what its requests get instead */
+} Down;
+
+static pthread_mutex_t down_lock = PTHREAD_MUTEX_INITIALIZER;
+static Down downs[SIM_MAX_DOWNS];
+static atomic_int down_count = 0;	/* read without the lock: 0 is the fast path */
+
+/* The behaviour forced on a model or prefix that is down; false if up. */
+static bool
+down_lookup(bool is_prefix, const char *name, size_t len, Behaviour *b)
+{
+	bool		found = false;
+	int			i;
+
+	if (atomic_load(&down_count) == 0)
+		return false;
+	pthread_mutex_lock(&down_lock);
+	for (i = 0; i < atomic_load(&down_count) && !found; i++)
+		if (downs[i].is_prefix == is_prefix && equals(name, len, downs[i].name))
+		{
+			*b = downs[i].behaviour;
+			found = true;
+		}
+	pthread_mutex_unlock(&down_lock);
+	return found;
+}
+
+/*
+ * Take a model or prefix down with behaviour b (down), or bring it back up;
+ * name NULL brings everything up.  False when the table is full or the
+ * name too long.
+ */
+static bool
+down_set(bool down, bool is_prefix, const char *name, const Behaviour *b)
+{
+	int			n;
+	int			i;
+	bool		ok = true;
+
+	if (name && strlen(name) >= SIM_DOWN_NAME)
+		return false;
+	pthread_mutex_lock(&down_lock);
+	n = atomic_load(&down_count);
+	for (i = 0; i < n; i++)
+		if (name == NULL ||
+			(downs[i].is_prefix == is_prefix && strcmp(downs[i].name, name) == 0))
+		{
+			downs[i--] = downs[--n];	/* a name is in the table at most once */
+		}
+	if (down)
+	{
+		if (n == SIM_MAX_DOWNS)
+			ok = false;
+		else
+		{
+			downs[n].is_prefix = is_prefix;
+			strcpy(downs[n].name, name);
+			downs[n].behaviour = *b;
+			n++;
+		}
+	}
+	atomic_store(&down_count, n);
+	pthread_mutex_unlock(&down_lock);
+	return ok;
+}
+
+/* ----------------------------------------------------------------
  *		response helpers
  * ----------------------------------------------------------------
  */
@@ -2125,6 +2202,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 
 		parse_model(spec, space ? (size_t) (space - spec) : plen - 4, &b, &o);
 	}
+	down_lookup(false, model, mlen, &b);
 	if (ep->has_override)
 		b = ep->override;
 	if (ep->options_len > 0)
@@ -2450,6 +2528,7 @@ parse_v1_url(const char *url, Endpoint *ep)
 	if (strncmp(url, "/v1/", 4) == 0)
 	{
 		ep->tail = url + 4;
+		ep->has_override = down_lookup(true, "", 0, &ep->override);
 		return true;
 	}
 	if (url[0] != '/' || url[1] == '\0' || url[1] == '/')
@@ -2471,7 +2550,33 @@ parse_v1_url(const char *url, Endpoint *ep)
 	if (parse_behaviour(url + 1, behaviour_len, &ep->override) &&
 		ep->override.kind != B_OK)
 		ep->has_override = true;
+	if (down_lookup(true, ep->prefix, ep->prefix_len, &ep->override))
+		ep->has_override = true;
 	return true;
+}
+
+/*
+ * Handle POST /control/down?model=M|prefix=P[&behaviour=B] (default
+ * status-502) and POST /control/up?model=M|prefix=P (neither: all up).
+ */
+static enum MHD_Result
+handle_control(struct MHD_Connection *conn, bool down)
+{
+	const char *model = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "model");
+	const char *prefix = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "prefix");
+	const char *spec = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "behaviour");
+	Behaviour	b = {B_STATUS, 502, 0};
+
+	if ((model && prefix) || (down && !model && !prefix))
+		return answer_text(conn, MHD_HTTP_BAD_REQUEST,
+						   "give one of model= and prefix=\n", "text/plain");
+	if (spec && !parse_behaviour(spec, strlen(spec), &b))
+		return answer_text(conn, MHD_HTTP_BAD_REQUEST,
+						   "unknown behaviour\n", "text/plain");
+	if (!down_set(down, prefix != NULL, model ? model : prefix, &b))
+		return answer_text(conn, MHD_HTTP_BAD_REQUEST,
+						   "too many outages, or name too long\n", "text/plain");
+	return answer_text(conn, MHD_HTTP_NO_CONTENT, "", "text/plain");
 }
 
 /* Route a complete request. */
@@ -2523,6 +2628,9 @@ dispatch(struct MHD_Connection *conn, const char *url, const char *method, ReqCt
 								"text/tab-separated-values; charset=utf-8");
 		return queue_and_release(conn, MHD_HTTP_OK, r);
 	}
+	if (is_post && (strcmp(url, "/control/down") == 0 ||
+					strcmp(url, "/control/up") == 0))
+		return handle_control(conn, strcmp(url, "/control/down") == 0);
 	if (is_post && strcmp(url, "/journal/reset") == 0)
 	{
 		journal_reset();

@@ -267,6 +267,23 @@ chat badutf8-json
 check "badutf8-json: 200, a JSON syntax error at bytes FF FE" eval 'code_is 200 && body_has_bytes $'"'"',\xff\xfe}'"'"
 chat badutf8-content
 check "badutf8-content: 200, Latin-1 byte E9 in the content" eval 'code_is 200 && body_has_bytes $'"'"'"content":"caf\xe9"'"'"
+# outages set while running: a model, a prefix, then everything back up
+control() { curl -s -m 5 -X POST -o /dev/null -w '%{http_code}' "$BASE/control/$1"; }
+check "control/down of a model answers 204" [ "$(control 'down?model=m-out')" = 204 ]
+chat m-out
+check "control/down: the model answers 502" code_is 502
+chat m-in
+check "control/down: other models still answer" code_is 200
+check "control/down of a prefix, hanging" [ "$(control 'down?prefix=/gw-out&behaviour=hang')" = 204 ]
+chat m-in hi "" /gw-out
+check "control/down hang: the prefix accepts but never answers" eval '[ "$CODE" = 000 ] && [ "$RC" = 28 ]'
+check "control/down rejects an unknown behaviour" [ "$(control 'down?model=x&behaviour=bogus')" = 400 ]
+check "control/up of the model answers 204" [ "$(control 'up?model=m-out')" = 204 ]
+chat m-out
+check "control/up: the model answers again" code_is 200
+control up >/dev/null
+chat m-in hi "" /gw-out
+check "control/up without arguments brings every prefix back" code_is 200
 
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null

@@ -8,7 +8,9 @@ launch_sim() {
     local dir port_file
     dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../gateway" && pwd)
     port_file=$(mktemp -u /tmp/ai-sim-port.XXXXXX)
-    "$dir/ai-gateway-sim" --port 0 --port-file "$port_file" --quiet "$@" &
+    # 9>&-: not the install lock's descriptor (test.sh and bench.sh hold it
+    # on fd 9), or a simulator left behind by a killed run holds the lock
+    "$dir/ai-gateway-sim" --port 0 --port-file "$port_file" --quiet "$@" 9>&- &
     SIM_PID=$!
     for _ in $(seq 1 100); do
         [ -s "$port_file" ] && break

@@ -37,6 +37,7 @@ ai_resilience.endpoints = '$url/v1'
 ai_resilience.backoff_base = 0
 ai_resilience.backoff_max = 0
 max_worker_processes = 16
+ai_resilience.breaker = off
 restart_after_crash = on
 });
 	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
