@@ -2,6 +2,7 @@
 -- shared by every session.  setup.sql turns it off for the other tests.
 TRUNCATE ai_call_log;
 TRUNCATE ai_route_events;
+SELECT clock_timestamp() AS t0 \gset
 SET ai_resilience.breaker = on;
 -- the retry budget is tested on its own at the end
 SET ai_resilience.retry_budget = -1;
@@ -63,6 +64,13 @@ RESET client_min_messages;
 
 -- a route that failed after some attempts: RA001, the open route in the summary
 SELECT try_chat_at('e', ARRAY['status-503+rh', 'status-502+rh']);
+
+-- skipped_routes keeps at most 512 bytes: six open routes with long names
+SELECT count(ai_route_set((SELECT url FROM sim) || '/v1', repeat('x', 100) || i || '+long', true, '1h'))
+FROM generate_series(1, 6) i;
+SELECT try_chat_at('u', ARRAY(SELECT repeat('x', 100) || i || '+long' FROM generate_series(1, 6) i) || 'ok'::text);
+SELECT ai_flush_log() AS flushed;
+SELECT model, octet_length(skipped_routes) FROM ai_call_log WHERE skipped_routes LIKE 'xxx%';
 
 -- closed by hand, the route is tried again; opened by hand, it is skipped
 SELECT ai_route_set((SELECT url FROM sim) || '/v1', 'status-502+rh', false);
@@ -167,8 +175,9 @@ FROM ai_route_events
 WHERE model IN ('status-502+rh', 'ok+rh', 'status-401+rh', 'ratelimit-30+rh', 'flaky-1+rate')
    OR (model IS NULL AND endpoint LIKE '%:1/v1')
 ORDER BY id;
+-- and every change this test made, none left out
 SELECT (SELECT count(*) FROM ai_route_events) =
-       (SELECT count(*) FROM ai_route_history) AS same_count;
+       (SELECT count(*) FROM ai_route_history WHERE at >= :'t0') AS same_count;
 
 -- the history keeps the last 1024 changes, oldest first
 SELECT count(ai_route_set((SELECT url FROM sim) || '/v1', 'ring+rh', i % 2 = 1))

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * log_queue.h
- *	  The shared-memory queue of attempt records waiting for a log writer.
+ *	  The shared-memory queue of log records (attempts, route changes)
+ *	  waiting for a log writer.
  *
  *-------------------------------------------------------------------------
  */

@@ -22,6 +22,15 @@
  * short so that DROP DATABASE, which waits 5 s for other sessions to
  * leave, is not refused because of us.
  *
+ * Records are of two kinds (LogRecordKind): attempts go to ai_call_log,
+ * routes' changes of state to ai_route_events.  Each kind has a target
+ * (log_targets: table, columns, types, how a record gives its values), so
+ * both are inserted, secured and trimmed by the same code; a batch inserts
+ * each kind present in one statement.  An older extension (before ALTER
+ * EXTENSION UPDATE) lacks ai_route_events, and the last columns of
+ * ai_call_log: route changes are then counted lost, and the columns the
+ * table has are filled.
+ *
  * Failures: a batch that fails is written again row by row, each row in a
  * subtransaction, so that one row a user's constraint refuses does not
  * take the others with it; the rows that still fail, and every row of a
@@ -49,12 +58,12 @@
  * attach to the database (ALTER DATABASE ... SET), which the writer's
  * connection picks up, are overridden where they would stop the writer.
  *
- * Retention: rows older than ai_resilience.log_retention are deleted,
- * RETENTION_BATCH rows per transaction, on a timer of their own (every
- * retention_interval_ms) checked between batches, so steady load does not
- * hold it off; a pass that deleted a full batch is followed by another
- * after the next batch of inserts.  A configuration reload (SIGHUP) is
- * likewise taken between batches.
+ * Retention: rows of both tables older than ai_resilience.log_retention
+ * are deleted, RETENTION_BATCH rows per table per transaction, on a timer
+ * of their own (every retention_interval_ms) checked between batches, so
+ * steady load does not hold it off; a pass that deleted a full batch is
+ * followed by another after the next batch of inserts.  A configuration
+ * reload (SIGHUP) is likewise taken between batches.
  *
  * SIGTERM (shutdown, or pg_terminate_backend): a writer waiting for a lock
  * dies at once, as a backend would (die()), leaving its batch queued for
