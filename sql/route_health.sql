@@ -1,6 +1,8 @@
 -- Route health (issue 10): a circuit breaker per route and per endpoint,
 -- shared by every session.  setup.sql turns it off for the other tests.
 TRUNCATE ai_call_log;
+TRUNCATE ai_route_events;
+SELECT clock_timestamp() AS t0 \gset
 SET ai_resilience.breaker = on;
 -- the retry budget is tested on its own at the end
 SET ai_resilience.retry_budget = -1;
@@ -29,6 +31,14 @@ LANGUAGE sql AS $$
                           '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?[+-]\d\d', 'T', 'g');
 $$;
 
+-- The routes an attempt's call skipped just before it, without times or the port.
+CREATE VIEW skipped AS
+SELECT l.attempt, l.model,
+       regexp_replace(replace(l.skipped_routes, s.url, 'SIM'),
+                      '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?[+-]\d\d', 'T', 'g') AS skipped_routes
+FROM ai_call_log l, sim s
+ORDER BY l.id;
+
 -- three consecutive 502s open the route; the call falls back as before
 SELECT try_chat_at('a', ARRAY['status-502+rh', 'ok']);
 SELECT * FROM health('%+rh');
@@ -39,6 +49,8 @@ SELECT state, failures, succeeded FROM health('endpoint') WHERE endpoint = 'SIM/
 SELECT try_chat_at('b', ARRAY['status-502+rh', 'ok']);
 SELECT ai_flush_log() AS flushed;
 SELECT model, count(*) FROM attempts GROUP BY model ORDER BY model;
+-- its one attempt row names the route it skipped, and its state
+SELECT * FROM skipped;
 
 -- every route open: the call fails at once with RA003, naming each route
 SELECT try_chat_at('c', ARRAY['status-502+rh']);
@@ -52,6 +64,13 @@ RESET client_min_messages;
 
 -- a route that failed after some attempts: RA001, the open route in the summary
 SELECT try_chat_at('e', ARRAY['status-503+rh', 'status-502+rh']);
+
+-- skipped_routes keeps at most 512 bytes: six open routes with long names
+SELECT count(ai_route_set((SELECT url FROM sim) || '/v1', repeat('x', 100) || i || '+long', true, '1h'))
+FROM generate_series(1, 6) i;
+SELECT try_chat_at('u', ARRAY(SELECT repeat('x', 100) || i || '+long' FROM generate_series(1, 6) i) || 'ok'::text);
+SELECT ai_flush_log() AS flushed;
+SELECT model, octet_length(skipped_routes) FROM ai_call_log WHERE skipped_routes LIKE 'xxx%';
 
 -- closed by hand, the route is tried again; opened by hand, it is skipped
 SELECT ai_route_set((SELECT url FROM sim) || '/v1', 'status-502+rh', false);
@@ -100,6 +119,8 @@ WHERE endpoint LIKE '%:1/v1';
 SELECT try_chat_at('m', ARRAY['ok+rhb', 'ok+rha']);
 SELECT ai_flush_log() AS flushed;
 SELECT attempt, route, model, endpoint, error_class, outcome FROM attempts;
+-- the endpoint's open state is named for each of its routes skipped
+SELECT * FROM skipped;
 
 -- a long model name is kept cut on a character boundary, and found again
 SELECT try_chat_at('t' || i, ARRAY[repeat('é', 200)]) IS NOT NULL FROM generate_series(1, 2) i;
@@ -143,6 +164,21 @@ FROM ai_route_history
 WHERE model IN ('status-502+rh', 'ok+rh', 'status-401+rh', 'ratelimit-30+rh', 'flaky-1+rate')
    OR (model IS NULL AND endpoint LIKE '%:1/v1');
 
+-- ai_route_events has the same changes, each once, in order, with the
+-- state each left
+SELECT ai_flush_log() AS flushed;
+SELECT replace(endpoint, (SELECT url FROM sim), 'SIM') AS endpoint, model, from_state,
+       to_state, reason, consecutive_failures AS failures, window_requests AS requests,
+       window_failures AS failed, next_probe_at IS NOT NULL AS probe_at, error_class,
+       error_code, backend_pid = pg_backend_pid() AS this_backend
+FROM ai_route_events
+WHERE model IN ('status-502+rh', 'ok+rh', 'status-401+rh', 'ratelimit-30+rh', 'flaky-1+rate')
+   OR (model IS NULL AND endpoint LIKE '%:1/v1')
+ORDER BY id;
+-- and every change this test made, none left out
+SELECT (SELECT count(*) FROM ai_route_events) =
+       (SELECT count(*) FROM ai_route_history WHERE at >= :'t0') AS same_count;
+
 -- the history keeps the last 1024 changes, oldest first
 SELECT count(ai_route_set((SELECT url FROM sim) || '/v1', 'ring+rh', i % 2 = 1))
 FROM generate_series(1, 1100) i;
@@ -150,10 +186,15 @@ SELECT count(*), count(*) FILTER (WHERE model = 'ring+rh') AS ring,
        (SELECT state FROM ai_route_history LIMIT 1) AS first,
        (SELECT state FROM ai_route_history OFFSET 1023) AS last
 FROM ai_route_history;
+-- the table keeps them all
+SELECT ai_flush_log() AS flushed;
+SELECT count(*) FROM ai_route_events WHERE model = 'ring+rh';
 
 -- monitoring roles may read the health, nobody else; opening is not public
 SELECT has_function_privilege('pg_read_all_stats', 'ai_route_health()', 'execute') AS stats_reads,
        has_function_privilege('public', 'ai_route_health()', 'execute') AS public_reads,
        has_function_privilege('pg_read_all_stats', 'ai_route_history()', 'execute') AS stats_history,
        has_function_privilege('public', 'ai_route_history()', 'execute') AS public_history,
-       has_function_privilege('public', 'ai_route_set(text, text, boolean, interval)', 'execute') AS public_sets;
+       has_function_privilege('public', 'ai_route_set(text, text, boolean, interval)', 'execute') AS public_sets,
+       has_table_privilege('pg_read_all_stats', 'ai_route_events', 'select') AS stats_events,
+       has_table_privilege('public', 'ai_route_events', 'select') AS public_events;

@@ -24,6 +24,9 @@
  * many rows, or a function doing so, warns once), or else when the
  * transaction ends.
  *
+ * A route's change of state (route_health.c) goes the same way, as a
+ * record of its own kind, to the database's ai_route_events.
+ *
  * LOCKING RULES: none here; see log_queue.c.
  *
  *-------------------------------------------------------------------------
@@ -59,6 +62,7 @@ static const int string_limit[LOG_NSTRINGS] = {
 	[LOG_STR_MODEL_RETURNED] = 256,
 	[LOG_STR_FINISH_REASON] = 64,
 	[LOG_STR_ERROR] = 512,
+	[LOG_STR_SKIPPED_ROUTES] = 512,
 	[LOG_STR_PROMPT] = LOG_SLOT_SIZE,
 };
 
@@ -95,6 +99,7 @@ static void calllog_ExecutorFinish(QueryDesc *queryDesc);
 static void calllog_ExecutorEnd(QueryDesc *queryDesc);
 static void calllog_xact_callback(XactEvent event, void *arg);
 static void report_lost(void);
+static void queue_record(LogRecord *record);
 static void pack_attempt(const CallAttempt *a, LogRecord *record);
 static void pack_string(LogRecord *record, LogString which, const char *value,
 						const List *keys, int *used);
@@ -136,14 +141,78 @@ calllog_append(const CallAttempt *a)
 {
 	RecordBuffer buffer;
 	LogRecord  *record = (LogRecord *) buffer.bytes;
-	bool		lost_already;
 
 	if (!air_log_attempts)
 		return;
 	calllog_require_loaded();
-
 	pack_attempt(a, record);
-	lost_already = lost_in_lxid == MyProc->lxid;
+	queue_record(record);
+}
+
+/*
+ * Queue one attempt from error cleanup (PG_CATCH): never waits, raises no
+ * error and allocates nothing.  A full queue counts the record lost.
+ */
+void
+calllog_append_in_cleanup(const CallAttempt *a)
+{
+	RecordBuffer buffer;
+	LogRecord  *record = (LogRecord *) buffer.bytes;
+
+	if (!air_log_attempts || !logq_is_ready())
+		return;
+	pack_attempt(a, record);
+	(void) logq_enqueue(record, 0);
+}
+
+/*
+ * Queue a route's change of state for this database's ai_route_events, as
+ * calllog_append queues an attempt (or, in_cleanup, as
+ * calllog_append_in_cleanup does).  Not subject to log_attempts: changes
+ * are few, and an analyst needs all of them.
+ */
+void
+calllog_append_route_change(const RouteChange *c, bool in_cleanup)
+{
+	RecordBuffer buffer;
+	LogRecord  *record = (LogRecord *) buffer.bytes;
+	int			used = 0;
+	int			i;
+
+	if (!logq_is_ready())
+		return;
+	memset(record, 0, offsetof(LogRecord, data));
+	record->kind = LOG_RECORD_ROUTE_CHANGE;
+	record->started_at = c->at;
+	record->from_state = c->from_state;
+	record->to_state = c->to_state;
+	record->change = c->change;
+	record->consecutive_failures = c->consecutive_failures;
+	record->window_requests = c->window_requests;
+	record->window_failures = c->window_failures;
+	record->next_probe_at = c->next_probe_at;
+	record->error_class = (int32) c->error_class;
+	record->http_status = c->error_code;
+	for (i = 0; i < LOG_NSTRINGS; i++)
+		pack_string(record, (LogString) i,
+					i == LOG_STR_MODEL ? c->model :
+					i == LOG_STR_ENDPOINT ? c->endpoint : NULL,
+					NIL, &used);
+	if (in_cleanup)
+		(void) logq_enqueue(record, 0);
+	else
+		queue_record(record);
+}
+
+/*
+ * Put a packed record in the queue, waiting for room unless a record of
+ * this transaction was lost already; count a loss for report_lost.
+ */
+static void
+queue_record(LogRecord *record)
+{
+	bool		lost_already = lost_in_lxid == MyProc->lxid;
+
 	switch (logq_enqueue(record, lost_already ? 0 : air_log_queue_wait_ms))
 	{
 		case LOGQ_QUEUED:
@@ -164,22 +233,6 @@ calllog_append(const CallAttempt *a)
 			warned_recovery = true;
 			break;
 	}
-}
-
-/*
- * Queue one attempt from error cleanup (PG_CATCH): never waits, raises no
- * error and allocates nothing.  A full queue counts the record lost.
- */
-void
-calllog_append_in_cleanup(const CallAttempt *a)
-{
-	RecordBuffer buffer;
-	LogRecord  *record = (LogRecord *) buffer.bytes;
-
-	if (!air_log_attempts || !logq_is_ready())
-		return;
-	pack_attempt(a, record);
-	(void) logq_enqueue(record, 0);
 }
 
 /* ExecutorRun hook: count the nesting. */
@@ -277,6 +330,7 @@ pack_attempt(const CallAttempt *a, LogRecord *record)
 	int			used = 0;
 
 	memset(record, 0, offsetof(LogRecord, data));
+	record->kind = LOG_RECORD_ATTEMPT;
 	record->call_id = a->call_id;
 	record->attempt = a->attempt;
 	record->route_index = a->route_index;
@@ -303,6 +357,7 @@ pack_attempt(const CallAttempt *a, LogRecord *record)
 	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, a->keys, &used);
 	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, a->keys, &used);
 	pack_string(record, LOG_STR_ERROR, a->error, a->keys, &used);
+	pack_string(record, LOG_STR_SKIPPED_ROUTES, a->skipped_routes, a->keys, &used);
 	pack_string(record, LOG_STR_PROMPT, a->prompt, a->keys, &used);
 }
 

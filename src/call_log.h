@@ -44,11 +44,31 @@ typedef struct CallAttempt
 	double		ttft_ms;		/* time to first token (streams) or first byte; -1: none */
 	int			response_bytes; /* answer text received, partial or whole; -1: none */
 	const List *keys;			/* API keys, redacted from the gateway's strings */
+	const char *skipped_routes; /* open routes the call passed over before it; NULL: none */
 } CallAttempt;
+
+/* A change of state of a route's breaker, for ai_route_events. */
+typedef struct RouteChange
+{
+	TimestampTz at;
+	const char *endpoint;		/* as displayed: no credentials */
+	const char *model;			/* NULL: the endpoint's own breaker */
+	int			from_state;		/* BreakerStates */
+	int			to_state;
+	int			change;			/* a BreakerChange: why */
+	int			consecutive_failures;
+	int			window_requests;
+	int			window_failures;
+	TimestampTz next_probe_at;	/* 0: none */
+	AttemptClass error_class;	/* the failure that caused it; CLASS_SUCCESS: none */
+	int			error_code;		/* its HTTP status; 0: none */
+} RouteChange;
 
 extern void calllog_install_hooks(void);
 extern void calllog_require_loaded(void);
 extern void calllog_append(const CallAttempt *attempt);
 extern void calllog_append_in_cleanup(const CallAttempt *attempt);
+extern void calllog_append_route_change(const RouteChange *change,
+										bool in_cleanup);
 
 #endif							/* AIR_CALL_LOG_H */

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * log_queue.h
- *	  The shared-memory queue of attempt records waiting for a log writer.
+ *	  The shared-memory queue of log records (attempts, route changes)
+ *	  waiting for a log writer.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +40,7 @@ typedef enum LogString
 	LOG_STR_MODEL_RETURNED,
 	LOG_STR_FINISH_REASON,
 	LOG_STR_ERROR,
+	LOG_STR_SKIPPED_ROUTES,
 	LOG_STR_PROMPT,
 	LOG_NSTRINGS
 } LogString;
@@ -46,17 +48,29 @@ typedef enum LogString
 /* A string's length when it is NULL. */
 #define LOG_STR_NULL		0xFFFF
 
+/* What a record holds, and so the table it goes to. */
+typedef enum LogRecordKind
+{
+	LOG_RECORD_ATTEMPT,			/* an HTTP attempt: ai_call_log */
+	LOG_RECORD_ROUTE_CHANGE,	/* a route's change of state: ai_route_events */
+	LOG_NKINDS
+} LogRecordKind;
+
 /*
  * One attempt, as queued: the fields of a CallAttempt, with its strings
  * packed into data (each NUL-terminated, possibly truncated), and who
- * queued it.
+ * queued it.  A route's change of state (a RouteChange) uses started_at
+ * for its time, the model and endpoint strings (model NULL for an
+ * endpoint), error_class and http_status for the failure that caused it,
+ * and the fields of its own below.
  */
 typedef struct LogRecord
 {
-	Oid			dboid;			/* the database whose ai_call_log gets it */
+	Oid			dboid;			/* the database whose log gets it */
 	int			backend_id;		/* the queuing backend's MyBackendId */
 	uint64		seq;			/* queue-wide number, set when queued */
 	int			backend_pid;
+	int32		kind;			/* a LogRecordKind */
 	pg_uuid_t	call_id;
 	int32		attempt;
 	int32		route_index;
@@ -74,6 +88,14 @@ typedef struct LogRecord
 	int32		response_bytes; /* -1: none */
 	bool		streaming;
 	bool		new_connection;
+	/* a route's change of state only */
+	int32		from_state;		/* a BreakerState */
+	int32		to_state;
+	int32		change;			/* a BreakerChange: why */
+	int32		consecutive_failures;
+	int32		window_requests;
+	int32		window_failures;
+	TimestampTz next_probe_at;	/* 0: none */
 	uint16		str_offset[LOG_NSTRINGS];	/* into data */
 	uint16		str_len[LOG_NSTRINGS];	/* LOG_STR_NULL: NULL */
 	char		data[FLEXIBLE_ARRAY_MEMBER];

@@ -22,6 +22,15 @@
  * short so that DROP DATABASE, which waits 5 s for other sessions to
  * leave, is not refused because of us.
  *
+ * Records are of two kinds (LogRecordKind): attempts go to ai_call_log,
+ * routes' changes of state to ai_route_events.  Each kind has a target
+ * (log_targets: table, columns, types, how a record gives its values), so
+ * both are inserted, secured and trimmed by the same code; a batch inserts
+ * each kind present in one statement.  An older extension (before ALTER
+ * EXTENSION UPDATE) lacks ai_route_events, and the last columns of
+ * ai_call_log: route changes are then counted lost, and the columns the
+ * table has are filled.
+ *
  * Failures: a batch that fails is written again row by row, each row in a
  * subtransaction, so that one row a user's constraint refuses does not
  * take the others with it; the rows that still fail, and every row of a
@@ -49,12 +58,12 @@
  * attach to the database (ALTER DATABASE ... SET), which the writer's
  * connection picks up, are overridden where they would stop the writer.
  *
- * Retention: rows older than ai_resilience.log_retention are deleted,
- * RETENTION_BATCH rows per transaction, on a timer of their own (every
- * retention_interval_ms) checked between batches, so steady load does not
- * hold it off; a pass that deleted a full batch is followed by another
- * after the next batch of inserts.  A configuration reload (SIGHUP) is
- * likewise taken between batches.
+ * Retention: rows of both tables older than ai_resilience.log_retention
+ * are deleted, RETENTION_BATCH rows per table per transaction, on a timer
+ * of their own (every retention_interval_ms) checked between batches, so
+ * steady load does not hold it off; a pass that deleted a full batch is
+ * followed by another after the next batch of inserts.  A configuration
+ * reload (SIGHUP) is likewise taken between batches.
  *
  * SIGTERM (shutdown, or pg_terminate_backend): a writer waiting for a lock
  * dies at once, as a backend would (die()), leaving its batch queued for
@@ -101,6 +110,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "breaker.h"
 #include "guc.h"
 #include "log_queue.h"
 #include "log_writer.h"
@@ -135,17 +145,37 @@
 /* How the writer runs SQL as the table's owner (see the file header). */
 #define OWNER_SEC_CONTEXT	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
 
-/* Columns of the log at 0.2.0; a 0.1.0 table lacks the last one. */
-#define LOG_NCOLUMNS			27
+/* Most columns of a log table: ai_call_log's at 0.2.0. */
+#define LOG_MAX_COLUMNS			28
 
-/* Where the log table is, in the current transaction. */
+/* A table the writer fills: one per LogRecordKind. */
+typedef struct LogTarget
+{
+	const char *table;			/* in the extension's schema */
+	const char *time_column;	/* what ai_resilience.log_retention compares */
+	int			ncolumns;
+	const char *const *column_names;
+	const Oid  *column_types;	/* in the order of column_names */
+	void		(*values) (const LogRecord *r, Datum *values, bool *nulls);
+} LogTarget;
+
+/* Where a log table is, in the current transaction. */
 typedef struct LogTable
 {
-	Oid			relid;
+	Oid			relid;			/* InvalidOid: missing */
 	Oid			owner;
 	char	   *schema;			/* quoted */
-	int			ncolumns;		/* of LOG_NCOLUMNS, the ones it has */
+	int			ncolumns;		/* of its target's, the ones it has */
 } LogTable;
+
+/* A target's prepared INSERTs (a row, a batch), and the table they are for. */
+typedef struct InsertPlans
+{
+	SPIPlanPtr	row;
+	SPIPlanPtr	batch;
+	Oid			relid;
+	int			ncolumns;
+} InsertPlans;
 
 static volatile sig_atomic_t got_sigterm = false;
 static int	writer_index = -1;		/* in the queue's writers[] */
@@ -154,13 +184,12 @@ static bool writer_connecting = false;	/* connecting, or failed to */
 static bool writer_done = false;	/* exits on purpose, not by an error */
 static MemoryContext batch_memory = NULL;
 
-/* The prepared INSERTs (a row, a batch), and the table they were prepared for. */
-static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr insert_batch_plan = NULL;
-static Oid	insert_relid = InvalidOid;
-static int	insert_ncolumns = 0;
+static InsertPlans insert_plans[LOG_NKINDS];
 
-/* The GUC nest level of pin_settings, from open_log_table to close_log_table. */
+/* The tables open_log_tables found, until close_log_tables. */
+static LogTable log_tables[LOG_NKINDS];
+
+/* The GUC nest level of pin_settings, from open_log_tables to close_log_tables. */
 static int	log_table_nestlevel = 0;
 
 static void writer_sigterm(SIGNAL_ARGS);
@@ -172,20 +201,68 @@ static int	write_queued(int max_records);
 static int	insert_batch(LogRecord **records, int n);
 static int	insert_row_by_row(LogRecord **records, int n);
 static bool insert_in_subtransaction(const LogRecord *record);
-static void open_log_table(Oid *saved_user, int *saved_context);
-static void close_log_table(Oid saved_user, int saved_context);
+static void open_log_tables(LogRecord **records, int n);
+static void close_log_tables(void);
 static void override_database_settings(void);
 static int	pin_settings(void);
 static void switch_to_owner(Oid owner, Oid *saved_user, int *saved_context);
-static bool find_log_table(LogTable *table, bool missing_ok);
-static void prepare_insert(const LogTable *table);
-static void record_values(const LogRecord *r, Datum *values, bool *nulls);
+static bool find_log_table(LogRecordKind kind, LogTable *table, bool missing_ok);
+static void prepare_insert(LogRecordKind kind);
+static void attempt_values(const LogRecord *r, Datum *values, bool *nulls);
+static void route_change_values(const LogRecord *r, Datum *values, bool *nulls);
 static void insert_record(const LogRecord *record);
-static void insert_records(LogRecord **records, int n);
+static void insert_records(LogRecordKind kind, LogRecord **records, int n);
 static bool apply_retention(void);
 static void report_error(const char *what, int lost, bool abort_transaction);
 static long ms_since(TimestampTz then);
 static Oid	extension_namespace(Oid extension);
+
+/* The columns of ai_call_log the writer fills, in the order of their types. */
+static const char *const attempt_columns[] = {
+	"call_id", "attempt", "route_index", "route_attempt", "started_at",
+	"latency_ms", "model", "endpoint", "code", "error_class", "error",
+	"streaming", "retry_after_ms", "backoff_ms", "outcome", "request_id",
+	"model_returned", "finish_reason", "prompt_tokens", "completion_tokens",
+	"new_connection", "role_name", "backend_pid", "prompt", "ttft_ms",
+	"response_bytes", "session_role", "skipped_routes"
+};
+
+static const Oid attempt_types[] = {
+	UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
+	TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
+	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID, TEXTOID,
+	TEXTOID
+};
+
+/* The columns of ai_route_events, in the order of their types. */
+static const char *const route_change_columns[] = {
+	"at", "endpoint", "model", "from_state", "to_state", "reason",
+	"consecutive_failures", "window_requests", "window_failures",
+	"next_probe_at", "error_class", "error_code", "backend_pid"
+};
+
+static const Oid route_change_types[] = {
+	TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID, INT4OID, INT4OID
+};
+
+StaticAssertDecl(lengthof(attempt_columns) == lengthof(attempt_types) &&
+				 lengthof(attempt_columns) == LOG_MAX_COLUMNS,
+				 "ai_call_log's columns and types differ");
+StaticAssertDecl(lengthof(route_change_columns) == lengthof(route_change_types) &&
+				 lengthof(route_change_columns) <= LOG_MAX_COLUMNS,
+				 "ai_route_events's columns and types differ");
+
+/* The tables, by LogRecordKind. */
+static const LogTarget log_targets[LOG_NKINDS] = {
+	[LOG_RECORD_ATTEMPT] = {"ai_call_log", "started_at",
+		lengthof(attempt_columns), attempt_columns, attempt_types,
+	attempt_values},
+	[LOG_RECORD_ROUTE_CHANGE] = {"ai_route_events", "at",
+		lengthof(route_change_columns), route_change_columns,
+	route_change_types, route_change_values},
+};
 
 /*
  * Register the ai_resilience.log_writers static writers; from _PG_init,
@@ -451,16 +528,32 @@ insert_batch(LogRecord **records, int n)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			saved_user;
-		int			saved_context;
+		LogRecord **group = palloc(sizeof(LogRecord *) * n);
+		int			missing = 0;
+		int			kind;
 
-		open_log_table(&saved_user, &saved_context);
+		open_log_tables(records, n);
 		table_found = true;
-		insert_records(records, n);
+		/* one statement per kind of record, in the queue's order */
+		for (kind = 0; kind < LOG_NKINDS; kind++)
+		{
+			int			m = 0;
+			int			i;
+
+			for (i = 0; i < n; i++)
+				if (records[i]->kind == kind)
+					group[m++] = records[i];
+			if (m == 0)
+				continue;
+			if (!OidIsValid(log_tables[kind].relid))
+				missing += m;
+			else
+				insert_records((LogRecordKind) kind, group, m);
+		}
 		rows_inserted = true;
-		close_log_table(saved_user, saved_context);
+		close_log_tables();
 		CommitTransactionCommand();
-		result = n;
+		result = n - missing;
 	}
 	PG_CATCH();
 	{
@@ -494,15 +587,13 @@ insert_row_by_row(LogRecord **records, int n)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			saved_user;
-		int			saved_context;
 		int			i;
 
-		open_log_table(&saved_user, &saved_context);
+		open_log_tables(records, n);
 		for (i = 0; i < n; i++)
 			if (insert_in_subtransaction(records[i]))
 				inserted++;
-		close_log_table(saved_user, saved_context);
+		close_log_tables();
 		CommitTransactionCommand();
 		result = inserted;
 	}
@@ -520,30 +611,40 @@ insert_row_by_row(LogRecord **records, int n)
 }
 
 /*
- * In a new transaction, get ready to insert: SPI, the pinned settings, the
- * table (locked), a snapshot, the table owner's identity and the prepared
- * INSERTs (saved_user and saved_context are what close_log_table
- * restores).
+ * In a new transaction, get ready to insert records: SPI, the pinned
+ * settings, a snapshot, and for each kind of record among them its table
+ * (locked) and prepared INSERTs.  ai_call_log must exist; an
+ * ai_route_events that does not yet (the library is newer than the
+ * extension's objects, until ALTER EXTENSION UPDATE) is left invalid in
+ * log_tables, and its records are lost.
  */
 static void
-open_log_table(Oid *saved_user, int *saved_context)
+open_log_tables(LogRecord **records, int n)
 {
-	LogTable	table;
+	bool		present[LOG_NKINDS] = {false};
+	int			kind;
+	int			i;
 
+	for (i = 0; i < n; i++)
+		present[records[i]->kind] = true;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	log_table_nestlevel = pin_settings();
-	(void) find_log_table(&table, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	switch_to_owner(table.owner, saved_user, saved_context);
-	prepare_insert(&table);
+	for (kind = 0; kind < LOG_NKINDS; kind++)
+	{
+		log_tables[kind].relid = InvalidOid;
+		if (present[kind] &&
+			find_log_table((LogRecordKind) kind, &log_tables[kind],
+						   kind != LOG_RECORD_ATTEMPT))
+			prepare_insert((LogRecordKind) kind);
+	}
 }
 
-/* Undo open_log_table before the commit. */
+/* Undo open_log_tables before the commit. */
 static void
-close_log_table(Oid saved_user, int saved_context)
+close_log_tables(void)
 {
-	SetUserIdAndSecContext(saved_user, saved_context);
 	AtEOXact_GUC(false, log_table_nestlevel);
 	PopActiveSnapshot();
 	SPI_finish();
@@ -596,7 +697,10 @@ switch_to_owner(Oid owner, Oid *saved_user, int *saved_context)
 	SetUserIdAndSecContext(owner, *saved_context | OWNER_SEC_CONTEXT);
 }
 
-/* Insert one record in a subtransaction; false if it failed. */
+/*
+ * Insert one record in a subtransaction; false if it failed, or if its
+ * table is missing.
+ */
 static bool
 insert_in_subtransaction(const LogRecord *record)
 {
@@ -604,6 +708,8 @@ insert_in_subtransaction(const LogRecord *record)
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool inserted = true;
 
+	if (!OidIsValid(log_tables[record->kind].relid))
+		return false;
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
@@ -613,7 +719,8 @@ insert_in_subtransaction(const LogRecord *record)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(context);
-		report_error("could not write a record to ai_call_log", 1, false);
+		report_error(psprintf("could not write a record to %s",
+							  log_targets[record->kind].table), 1, false);
 		RollbackAndReleaseCurrentSubTransaction();
 		inserted = false;
 	}
@@ -624,13 +731,14 @@ insert_in_subtransaction(const LogRecord *record)
 }
 
 /*
- * Find this database's ai_call_log, lock it for writing (waiting at most
- * lock_timeout) and get its owner.  When missing: an error, or false with
- * missing_ok.
+ * Find this database's table for records of kind, lock it for writing
+ * (waiting at most lock_timeout) and get its owner.  When missing: an
+ * error, or false with missing_ok.
  */
 static bool
-find_log_table(LogTable *table, bool missing_ok)
+find_log_table(LogRecordKind kind, LogTable *table, bool missing_ok)
 {
+	const LogTarget *target = &log_targets[kind];
 	Oid			extension;
 	Oid			namespace;
 	char	   *schema_name;
@@ -651,7 +759,8 @@ find_log_table(LogTable *table, bool missing_ok)
 	table->relid = InvalidOid;
 	if (schema_name != NULL)
 		table->relid = RangeVarGetRelidExtended(makeRangeVar(schema_name,
-															 "ai_call_log", -1),
+															 (char *) target->table,
+															 -1),
 												RowExclusiveLock,
 												RVR_MISSING_OK, NULL, NULL);
 	if (!OidIsValid(table->relid))
@@ -660,7 +769,8 @@ find_log_table(LogTable *table, bool missing_ok)
 			return false;
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table \"ai_call_log\" of extension \"pg_ai_resilience\" is missing")));
+				 errmsg("table \"%s\" of extension \"pg_ai_resilience\" is missing",
+						target->table)));
 	}
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table->relid));
 	if (!HeapTupleIsValid(tuple))
@@ -668,52 +778,45 @@ find_log_table(LogTable *table, bool missing_ok)
 	table->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	table->schema = (char *) quote_identifier(schema_name);
-	/* a 0.1.0 table, between the library's upgrade and ALTER EXTENSION UPDATE */
-	table->ncolumns = LOG_NCOLUMNS;
-	if (get_attnum(table->relid, "session_role") == InvalidAttrNumber)
+
+	/*
+	 * A table of an older version lacks the last columns, between the
+	 * library's upgrade and ALTER EXTENSION UPDATE: fill the ones it has.
+	 */
+	table->ncolumns = target->ncolumns;
+	while (table->ncolumns > 1 &&
+		   get_attnum(table->relid,
+					  target->column_names[table->ncolumns - 1]) == InvalidAttrNumber)
 		table->ncolumns--;
 	return true;
 }
 
-/* The columns the writer fills, in the order of column_types. */
-static const char *const column_names[LOG_NCOLUMNS] = {
-	"call_id", "attempt", "route_index", "route_attempt", "started_at",
-	"latency_ms", "model", "endpoint", "code", "error_class", "error",
-	"streaming", "retry_after_ms", "backoff_ms", "outcome", "request_id",
-	"model_returned", "finish_reason", "prompt_tokens", "completion_tokens",
-	"new_connection", "role_name", "backend_pid", "prompt", "ttft_ms",
-	"response_bytes", "session_role"
-};
-
-/* The column types of ai_call_log's INSERT, in the order of column_names. */
-static const Oid column_types[LOG_NCOLUMNS] = {
-	UUIDOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, FLOAT8OID,
-	TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
-	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID, TEXTOID
-};
-
 /*
- * Prepare the INSERTs for the table, unless they are prepared already: one
- * that takes a row, for rows written one by one, and one that takes an
- * array per column and inserts a whole batch in one statement (one
- * executor run instead of one per row).  They fill the table's first
- * ncolumns of column_names.
+ * Prepare the INSERTs for the table of kind, unless they are prepared
+ * already: one that takes a row, for rows written one by one, and one that
+ * takes an array per column and inserts a whole batch in one statement
+ * (one executor run instead of one per row).  They fill the table's first
+ * ncolumns columns.
  */
 static void
-prepare_insert(const LogTable *table)
+prepare_insert(LogRecordKind kind)
 {
+	const LogTarget *target = &log_targets[kind];
+	const LogTable *table = &log_tables[kind];
+	InsertPlans *plans = &insert_plans[kind];
 	int			ncolumns = table->ncolumns;
-	Oid			array_types[LOG_NCOLUMNS];
+	Oid			array_types[LOG_MAX_COLUMNS];
 	StringInfoData columns;
 	StringInfoData params;
 	StringInfoData unnest;
 	SPIPlanPtr	row_plan;
 	SPIPlanPtr	batch_plan;
+	Oid			saved_user;
+	int			saved_context;
 	int			i;
 
-	if (insert_plan != NULL && insert_relid == table->relid &&
-		insert_ncolumns == ncolumns)
+	if (plans->row != NULL && plans->relid == table->relid &&
+		plans->ncolumns == ncolumns)
 		return;
 
 	initStringInfo(&columns);
@@ -723,42 +826,37 @@ prepare_insert(const LogTable *table)
 	{
 		const char *sep = i ? ", " : "";
 
-		appendStringInfo(&columns, "%s%s", sep, column_names[i]);
+		appendStringInfo(&columns, "%s%s", sep, target->column_names[i]);
 		appendStringInfo(&params, "%s$%d", sep, i + 1);
 		appendStringInfo(&unnest, "%spg_catalog.unnest($%d)", sep, i + 1);
-		array_types[i] = get_array_type(column_types[i]);
+		array_types[i] = get_array_type(target->column_types[i]);
 	}
 
-	row_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (%s) VALUES (%s)",
-									table->schema, columns.data, params.data),
-						   ncolumns, (Oid *) column_types);
-	batch_plan = SPI_prepare(psprintf("INSERT INTO %s.ai_call_log (%s)"
+	switch_to_owner(table->owner, &saved_user, &saved_context);
+	row_plan = SPI_prepare(psprintf("INSERT INTO %s.%s (%s) VALUES (%s)",
+									table->schema, target->table,
+									columns.data, params.data),
+						   ncolumns, (Oid *) target->column_types);
+	batch_plan = SPI_prepare(psprintf("INSERT INTO %s.%s (%s)"
 									  " SELECT * FROM ROWS FROM (%s)",
-									  table->schema, columns.data, unnest.data),
+									  table->schema, target->table,
+									  columns.data, unnest.data),
 							 ncolumns, array_types);
+	SetUserIdAndSecContext(saved_user, saved_context);
 	if (row_plan == NULL || batch_plan == NULL)
-		elog(ERROR, "could not prepare the ai_call_log insert: %s",
-			 SPI_result_code_string(SPI_result));
+		elog(ERROR, "could not prepare the %s insert: %s",
+			 target->table, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(row_plan) != 0 || SPI_keepplan(batch_plan) != 0)
-		elog(ERROR, "could not keep the ai_call_log insert plans");
-	if (insert_plan != NULL)
-		SPI_freeplan(insert_plan);
-	if (insert_batch_plan != NULL)
-		SPI_freeplan(insert_batch_plan);
-	insert_plan = row_plan;
-	insert_batch_plan = batch_plan;
-	insert_relid = table->relid;
-	insert_ncolumns = ncolumns;
+		elog(ERROR, "could not keep the %s insert plans", target->table);
+	if (plans->row != NULL)
+		SPI_freeplan(plans->row);
+	if (plans->batch != NULL)
+		SPI_freeplan(plans->batch);
+	plans->row = row_plan;
+	plans->batch = batch_plan;
+	plans->relid = table->relid;
+	plans->ncolumns = ncolumns;
 }
-
-/* The column values of a record, in the order of column_types. */
-static void
-record_values(const LogRecord *r, Datum *values, bool *nulls)
-{
-	const char *class_name = policy_class_name((AttemptClass) r->error_class);
-	int			i = 0;
-
-	memset(nulls, 0, sizeof(bool) * LOG_NCOLUMNS);
 
 #define SET_VALUE(datum) (values[i++] = (datum))
 #define SET_NULLABLE(isnull, datum) \
@@ -768,6 +866,14 @@ record_values(const LogRecord *r, Datum *values, bool *nulls)
 	(STRING_IS_NULL(s) ? (Datum) 0 : \
 	 PointerGetDatum(cstring_to_text_with_len(r->data + r->str_offset[s], r->str_len[s])))
 
+/* The ai_call_log values of an attempt, in the order of attempt_types. */
+static void
+attempt_values(const LogRecord *r, Datum *values, bool *nulls)
+{
+	const char *class_name = policy_class_name((AttemptClass) r->error_class);
+	int			i = 0;
+
+	memset(nulls, 0, sizeof(bool) * LOG_MAX_COLUMNS);
 	SET_VALUE(UUIDPGetDatum(&r->call_id));
 	SET_VALUE(Int32GetDatum(r->attempt));
 	SET_VALUE(Int32GetDatum(r->route_index));
@@ -795,78 +901,123 @@ record_values(const LogRecord *r, Datum *values, bool *nulls)
 	SET_NULLABLE(r->ttft_ms < 0, Float8GetDatum(r->ttft_ms));
 	SET_NULLABLE(r->response_bytes < 0, Int32GetDatum(r->response_bytes));
 	SET_NULLABLE(STRING_IS_NULL(LOG_STR_SESSION_ROLE), STRING_DATUM(LOG_STR_SESSION_ROLE));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_SKIPPED_ROUTES), STRING_DATUM(LOG_STR_SKIPPED_ROUTES));
+	Assert(i == lengthof(attempt_types));
+}
+
+/*
+ * The ai_route_events values of a route's change of state, in the order of
+ * route_change_types.
+ */
+static void
+route_change_values(const LogRecord *r, Datum *values, bool *nulls)
+{
+	const char *class_name = policy_class_name((AttemptClass) r->error_class);
+	int			i = 0;
+
+	memset(nulls, 0, sizeof(bool) * LOG_MAX_COLUMNS);
+	SET_VALUE(TimestampTzGetDatum(r->started_at));
+	SET_VALUE(STRING_DATUM(LOG_STR_ENDPOINT));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_MODEL), STRING_DATUM(LOG_STR_MODEL));
+	SET_VALUE(CStringGetTextDatum(breaker_state_name((BreakerState) r->from_state)));
+	SET_VALUE(CStringGetTextDatum(breaker_state_name((BreakerState) r->to_state)));
+	SET_VALUE(CStringGetTextDatum(breaker_change_name((BreakerChange) r->change)));
+	SET_VALUE(Int32GetDatum(r->consecutive_failures));
+	SET_VALUE(Int32GetDatum(r->window_requests));
+	SET_VALUE(Int32GetDatum(r->window_failures));
+	SET_NULLABLE(r->next_probe_at == 0, TimestampTzGetDatum(r->next_probe_at));
+	SET_NULLABLE(class_name == NULL, CStringGetTextDatum(class_name));
+	SET_NULLABLE(r->http_status == 0, Int32GetDatum(r->http_status));
+	SET_VALUE(Int32GetDatum(r->backend_pid));
+	Assert(i == lengthof(route_change_types));
+}
 
 #undef SET_VALUE
 #undef SET_NULLABLE
 #undef STRING_IS_NULL
 #undef STRING_DATUM
-	Assert(i == LOG_NCOLUMNS);
-}
 
-/* Insert one record with the prepared row plan. */
+/* Insert one record with its table's prepared row plan, as the table's owner. */
 static void
 insert_record(const LogRecord *record)
 {
-	Datum		values[LOG_NCOLUMNS];
-	bool		nulls[LOG_NCOLUMNS];
-	char		spi_nulls[LOG_NCOLUMNS];
+	const LogTarget *target = &log_targets[record->kind];
+	Datum		values[LOG_MAX_COLUMNS];
+	bool		nulls[LOG_MAX_COLUMNS];
+	char		spi_nulls[LOG_MAX_COLUMNS];
+	Oid			saved_user;
+	int			saved_context;
 	int			rc;
 	int			i;
 
-	record_values(record, values, nulls);
-	for (i = 0; i < LOG_NCOLUMNS; i++)
+	target->values(record, values, nulls);
+	for (i = 0; i < LOG_MAX_COLUMNS; i++)
 		spi_nulls[i] = nulls[i] ? 'n' : ' ';
-	rc = SPI_execute_plan(insert_plan, values, spi_nulls, false, 0);
+	switch_to_owner(log_tables[record->kind].owner, &saved_user, &saved_context);
+	rc = SPI_execute_plan(insert_plans[record->kind].row, values, spi_nulls,
+						  false, 0);
+	SetUserIdAndSecContext(saved_user, saved_context);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into ai_call_log: %s",
+		elog(ERROR, "could not insert into %s: %s", target->table,
 			 SPI_result_code_string(rc));
 }
 
-/* Insert n records in one statement, an array per column. */
+/*
+ * Insert n records of kind in one statement, an array per column, as the
+ * table's owner.
+ */
 static void
-insert_records(LogRecord **records, int n)
+insert_records(LogRecordKind kind, LogRecord **records, int n)
 {
-	Datum	   *column_values[LOG_NCOLUMNS];
-	bool	   *column_nulls[LOG_NCOLUMNS];
-	Datum		arrays[LOG_NCOLUMNS];
-	Datum		row_values[LOG_NCOLUMNS];
-	bool		row_nulls[LOG_NCOLUMNS];
+	const LogTarget *target = &log_targets[kind];
+	int			ncolumns = insert_plans[kind].ncolumns;
+	Datum	   *column_values[LOG_MAX_COLUMNS];
+	bool	   *column_nulls[LOG_MAX_COLUMNS];
+	Datum		arrays[LOG_MAX_COLUMNS];
+	Datum		row_values[LOG_MAX_COLUMNS];
+	bool		row_nulls[LOG_MAX_COLUMNS];
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
+	Oid			saved_user;
+	int			saved_context;
 	int			rc;
 	int			c;
 	int			i;
 
-	for (c = 0; c < LOG_NCOLUMNS; c++)
+	for (c = 0; c < ncolumns; c++)
 	{
 		column_values[c] = palloc(sizeof(Datum) * n);
 		column_nulls[c] = palloc(sizeof(bool) * n);
 	}
 	for (i = 0; i < n; i++)
 	{
-		record_values(records[i], row_values, row_nulls);
-		for (c = 0; c < LOG_NCOLUMNS; c++)
+		target->values(records[i], row_values, row_nulls);
+		for (c = 0; c < ncolumns; c++)
 		{
 			column_values[c][i] = row_values[c];
 			column_nulls[c][i] = row_nulls[c];
 		}
 	}
-	for (c = 0; c < insert_ncolumns; c++)
+	for (c = 0; c < ncolumns; c++)
 	{
 		int16		typlen;
 		bool		typbyval;
 		char		typalign;
 
-		get_typlenbyvalalign(column_types[c], &typlen, &typbyval, &typalign);
+		get_typlenbyvalalign(target->column_types[c], &typlen, &typbyval,
+							 &typalign);
 		arrays[c] = PointerGetDatum(construct_md_array(column_values[c],
 													   column_nulls[c], 1,
 													   dims, lbs,
-													   column_types[c], typlen,
-													   typbyval, typalign));
+													   target->column_types[c],
+													   typlen, typbyval,
+													   typalign));
 	}
-	rc = SPI_execute_plan(insert_batch_plan, arrays, NULL, false, 0);
+	switch_to_owner(log_tables[kind].owner, &saved_user, &saved_context);
+	rc = SPI_execute_plan(insert_plans[kind].batch, arrays, NULL, false, 0);
+	SetUserIdAndSecContext(saved_user, saved_context);
 	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
-		elog(ERROR, "could not insert into ai_call_log: %s",
+		elog(ERROR, "could not insert into %s: %s", target->table,
 			 SPI_result_code_string(rc));
 }
 
@@ -886,14 +1037,17 @@ apply_retention(void)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		LogTable	table;
 		int			nestlevel;
+		int			kind;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		nestlevel = pin_settings();
-		if (find_log_table(&table, true))
+		PushActiveSnapshot(GetTransactionSnapshot());
+		for (kind = 0; kind < LOG_NKINDS; kind++)
 		{
+			const LogTarget *target = &log_targets[kind];
+			LogTable	table;
 			Oid			argtypes[1] = {TIMESTAMPTZOID};
 			Datum		args[1];
 			Oid			saved_user;
@@ -901,24 +1055,28 @@ apply_retention(void)
 			char	   *sql;
 			int			rc;
 
-			pgstat_report_activity(STATE_RUNNING, "deleting old ai_call_log rows");
+			if (!find_log_table((LogRecordKind) kind, &table, true))
+				continue;
+			pgstat_report_activity(STATE_RUNNING, "deleting old log rows");
 			args[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() -
 										  (TimestampTz) air_log_retention_s * USECS_PER_SEC);
-			sql = psprintf("DELETE FROM %s.ai_call_log WHERE id OPERATOR(pg_catalog.=) ANY"
-						   " (SELECT id FROM %s.ai_call_log"
-						   " WHERE started_at OPERATOR(pg_catalog.<) $1"
-						   " ORDER BY started_at LIMIT %d)",
-						   table.schema, table.schema, RETENTION_BATCH);
-			PushActiveSnapshot(GetTransactionSnapshot());
+			sql = psprintf("DELETE FROM %s.%s WHERE id OPERATOR(pg_catalog.=) ANY"
+						   " (SELECT id FROM %s.%s"
+						   " WHERE %s OPERATOR(pg_catalog.<) $1"
+						   " ORDER BY %s LIMIT %d)",
+						   table.schema, target->table, table.schema,
+						   target->table, target->time_column,
+						   target->time_column, RETENTION_BATCH);
 			switch_to_owner(table.owner, &saved_user, &saved_context);
 			rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0);
 			SetUserIdAndSecContext(saved_user, saved_context);
-			PopActiveSnapshot();
 			if (rc != SPI_OK_DELETE)
-				elog(ERROR, "could not delete old ai_call_log rows: %s",
-					 SPI_result_code_string(rc));
-			more = SPI_processed == RETENTION_BATCH;
+				elog(ERROR, "could not delete old %s rows: %s",
+					 target->table, SPI_result_code_string(rc));
+			if (SPI_processed == RETENTION_BATCH)
+				more = true;
 		}
+		PopActiveSnapshot();
 		AtEOXact_GUC(false, nestlevel);
 		SPI_finish();
 		CommitTransactionCommand();

@@ -43,7 +43,8 @@ CREATE TABLE @extschema@.ai_call_log (
     prompt            text,
     ttft_ms           double precision,
     response_bytes    integer,
-    session_role      name
+    session_role      name,
+    skipped_routes    text
 );
 ALTER SEQUENCE @extschema@.ai_call_log_id_seq OWNED BY @extschema@.ai_call_log.id;
 
@@ -56,6 +57,8 @@ COMMENT ON COLUMN @extschema@.ai_call_log.role_name IS
     'current_user of the call: inside a SECURITY DEFINER function, the function''s owner';
 COMMENT ON COLUMN @extschema@.ai_call_log.session_role IS
     'session_user of the call: the role that logged in (or SET SESSION AUTHORIZATION); NULL in rows from version 0.1.0';
+COMMENT ON COLUMN @extschema@.ai_call_log.skipped_routes IS
+    'The open routes the call passed over, without a request, just before this attempt, with their state';
 
 -- pg_dump keeps the log and the sequence's position.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_call_log'::pg_catalog.regclass, '');
@@ -242,4 +245,40 @@ REVOKE ALL ON @extschema@.ai_route_history FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.ai_route_history() TO pg_read_all_stats;
 GRANT SELECT ON @extschema@.ai_route_history TO pg_read_all_stats;
 REVOKE ALL ON FUNCTION @extschema@.ai_route_set(text, text, boolean, interval) FROM PUBLIC;
+
+-- Every change of state of a route's breaker, one row each, written by the
+-- log writer of the database whose session made it (ai_route_history()
+-- keeps the server's last 1024 since start; this table keeps them all, up
+-- to ai_resilience.log_retention).
+CREATE SEQUENCE @extschema@.ai_route_events_id_seq;
+
+CREATE TABLE @extschema@.ai_route_events (
+    id                   bigint PRIMARY KEY
+                         DEFAULT pg_catalog.nextval('@extschema@.ai_route_events_id_seq'::pg_catalog.regclass),
+    at                   timestamptz NOT NULL,
+    endpoint             text NOT NULL,
+    model                text,
+    from_state           text NOT NULL,
+    to_state             text NOT NULL,
+    reason               text NOT NULL,
+    consecutive_failures integer NOT NULL,
+    window_requests      integer NOT NULL,
+    window_failures      integer NOT NULL,
+    next_probe_at        timestamptz,
+    error_class          text,
+    error_code           integer,
+    backend_pid          integer NOT NULL
+);
+ALTER SEQUENCE @extschema@.ai_route_events_id_seq OWNED BY @extschema@.ai_route_events.id;
+
+CREATE INDEX ai_route_events_at_idx ON @extschema@.ai_route_events (at);
+
+COMMENT ON TABLE @extschema@.ai_route_events IS
+    'One row per change of state of a route''s (endpoint, model) or endpoint''s (model NULL) circuit breaker';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_route_events'::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_route_events_id_seq'::pg_catalog.regclass, '');
+
+REVOKE ALL ON @extschema@.ai_route_events FROM PUBLIC;
+GRANT SELECT ON @extschema@.ai_route_events TO pg_read_all_stats;
 

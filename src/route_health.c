@@ -23,6 +23,12 @@
  * start, so a restart resets it all.  The breaker* and retry_budget*
  * settings are defined here, next to their only user.
  *
+ * Every change of state is kept twice: in a ring of the last
+ * RH_HISTORY_SIZE changes of the server, for ai_route_history(), and as a
+ * row of ai_route_events in the database of the backend that made it,
+ * queued for the log writer like an attempt (call_log.c) once the lock is
+ * released.
+ *
  * LOCKING RULES: the slots are read under the table's LWLock in shared
  * mode and changed in exclusive mode.  rh_admit decides under the shared
  * lock when the route is closed (the common case) and takes the exclusive
@@ -70,6 +76,9 @@
 /* State changes kept for ai_route_history(), the latest first to go. */
 #define RH_HISTORY_SIZE		1024
 
+/* State changes one lock holding may make before they are logged. */
+#define RH_PENDING_SIZE		16
+
 /* One route, or one endpoint (model ""). */
 typedef struct RouteSlot
 {
@@ -92,6 +101,7 @@ typedef struct RouteEvent
 	char		endpoint[RH_ENDPOINT_LEN];
 	char		model[RH_MODEL_LEN];	/* "" for an endpoint */
 	bool		is_endpoint;
+	BreakerState from_state;
 	BreakerState state;			/* the new state */
 	BreakerChange change;		/* why */
 	int			consecutive_failures;
@@ -144,6 +154,13 @@ static RouteHealthShared *rh = NULL;
 static RouteSlot *rh_slots = NULL;	/* [nslots], after rh's hashes */
 static RouteEvent *rh_events = NULL;	/* [RH_HISTORY_SIZE], after the slots */
 
+/*
+ * This backend's changes not yet queued for ai_route_events: kept under the
+ * lock, queued once it is released (log_changes).
+ */
+static RouteEvent rh_pending[RH_PENDING_SIZE];
+static int	rh_npending = 0;
+
 PG_FUNCTION_INFO_V1(ai_route_health);
 PG_FUNCTION_INFO_V1(ai_route_set);
 PG_FUNCTION_INFO_V1(ai_route_history);
@@ -157,7 +174,9 @@ static RouteSlot *claim_slot(const RouteKey *key, const RouteSlot *keep,
 static BreakerAdmission admission(const RouteKey *route, const RouteKey *endpoint,
 								  TimestampTz now);
 static void breaker_settings(BreakerSettings *settings);
-static void note_change(const RouteSlot *slot, BreakerChange change,
+static void log_changes(bool in_cleanup);
+static void note_change(const RouteSlot *slot, BreakerState from,
+						BreakerChange change,
 						TimestampTz now, const BreakerSettings *settings);
 
 /* Define the ai_resilience.breaker* settings. */
@@ -342,15 +361,19 @@ rh_admit(const char *endpoint, const char *model, TimestampTz now,
 	for (i = 0; i < 2 && verdict == ADMIT_PROBE; i++)
 	{
 		RouteSlot  *slot = find_slot(&keys[i]);
+		BreakerState from;
 
 		if (slot == NULL || breaker_admission(&slot->breaker, now) != ADMIT_PROBE)
 			continue;
-		note_change(slot, breaker_start_probe(&slot->breaker, MyProcPid, now,
-											  lease_ms * 1000),
+		from = slot->breaker.state;
+		note_change(slot, from,
+					breaker_start_probe(&slot->breaker, MyProcPid, now,
+										lease_ms * 1000),
 					now, &settings);
 		*probes |= i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE;
 	}
 	LWLockRelease(rh->lock);
+	log_changes(false);
 	return verdict != ADMIT_SKIP;
 }
 
@@ -391,6 +414,7 @@ rh_record(const char *endpoint, const char *model, AttemptClass cls,
 		int			probe_flag = i == 0 ? RH_PROBE_ENDPOINT : RH_PROBE_ROUTE;
 		int			wait_ms = i == 1 && cls == CLASS_RATE_LIMITED ?
 			retry_after_ms : -1;
+		BreakerState from = slot->breaker.state;
 
 		slots[i] = slot;
 		slot->last_used = now;
@@ -402,13 +426,14 @@ rh_record(const char *endpoint, const char *model, AttemptClass cls,
 			slot->last_class = cls;
 			slot->last_code = http_status;
 		}
-		note_change(slot,
+		note_change(slot, from,
 					breaker_record(&slot->breaker, verdicts[i],
 								   (probes & probe_flag) != 0, MyProcPid,
 								   wait_ms, now, &settings),
 					now, &settings);
 	}
 	LWLockRelease(rh->lock);
+	log_changes(false);
 }
 
 /*
@@ -507,15 +532,23 @@ rh_release_probes(void)
 	{
 		Breaker    *breaker = &rh_slots[i].breaker;
 
+		/* a batch may hold many probes: log what the lock has gathered */
+		if (rh_npending == RH_PENDING_SIZE)
+		{
+			LWLockRelease(rh->lock);
+			log_changes(true);
+			LWLockAcquire(rh->lock, LW_EXCLUSIVE);
+		}
 		/* the probe learnt nothing, as after a request error */
 		if (rh->hashes[i] != 0 && breaker->state == BREAKER_HALF_OPEN &&
 			breaker->probe_pid == MyProcPid)
-			note_change(&rh_slots[i],
+			note_change(&rh_slots[i], BREAKER_HALF_OPEN,
 						breaker_record(breaker, VERDICT_NEUTRAL, true, MyProcPid,
 									   -1, now, &settings),
 						now, &settings);
 	}
 	LWLockRelease(rh->lock);
+	log_changes(true);
 }
 
 /* The key of a route, or of an endpoint's own breaker. */
@@ -619,12 +652,14 @@ admission(const RouteKey *route, const RouteKey *endpoint, TimestampTz now)
 }
 
 /*
- * Keep a change of slot's state in the history ring, over the oldest.
- * Caller holds the lock exclusively.
+ * Keep a change of slot's state (from the state from) in the history ring,
+ * over the oldest, and among this backend's changes for log_changes.
+ * Caller holds the lock exclusively, and calls log_changes once it has
+ * released it.
  */
 static void
-note_change(const RouteSlot *slot, BreakerChange change, TimestampTz now,
-			const BreakerSettings *settings)
+note_change(const RouteSlot *slot, BreakerState from, BreakerChange change,
+			TimestampTz now, const BreakerSettings *settings)
 {
 	RouteEvent *event;
 	double		requests;
@@ -640,6 +675,7 @@ note_change(const RouteSlot *slot, BreakerChange change, TimestampTz now,
 	memcpy(event->endpoint, slot->endpoint, RH_ENDPOINT_LEN);
 	memcpy(event->model, slot->model, RH_MODEL_LEN);
 	event->is_endpoint = slot->is_endpoint;
+	event->from_state = from;
 	event->state = slot->breaker.state;
 	event->change = change;
 	event->consecutive_failures = slot->breaker.consecutive_failures;
@@ -659,6 +695,43 @@ note_change(const RouteSlot *slot, BreakerChange change, TimestampTz now,
 		event->failure_code = 0;
 	}
 	event->pid = MyProcPid;
+	/* more than one holding of the lock makes is never expected */
+	if (rh_npending < RH_PENDING_SIZE)
+		rh_pending[rh_npending++] = *event;
+}
+
+/*
+ * Queue this backend's pending changes for its database's ai_route_events
+ * (in_cleanup: without waiting or allocating, from error cleanup).  Called
+ * without the lock: the log queue may wait for room.
+ */
+static void
+log_changes(bool in_cleanup)
+{
+	int			n = rh_npending;
+	int			i;
+
+	rh_npending = 0;
+	for (i = 0; i < n; i++)
+	{
+		const RouteEvent *event = &rh_pending[i];
+		RouteChange change;
+
+		change.at = event->at;
+		change.endpoint = event->endpoint;
+		change.model = event->is_endpoint ? NULL : event->model;
+		change.from_state = event->from_state;
+		change.to_state = event->state;
+		change.change = event->change;
+		change.consecutive_failures = event->consecutive_failures;
+		change.window_requests = event->window_requests;
+		change.window_failures = event->window_failures;
+		change.next_probe_at = event->state == BREAKER_OPEN ?
+			event->next_probe_at : 0;
+		change.error_class = event->failure_class;
+		change.error_code = event->failure_code;
+		calllog_append_route_change(&change, in_cleanup);
+	}
 }
 
 /* The breaker settings of this session. */
@@ -759,6 +832,7 @@ ai_route_set(PG_FUNCTION_ARGS)
 	RouteKey	key;
 	RouteSlot  *slot;
 	BreakerSettings settings;
+	BreakerState from;
 	TimestampTz now = GetCurrentTimestamp();
 
 	calllog_require_loaded();
@@ -781,10 +855,12 @@ ai_route_set(PG_FUNCTION_ARGS)
 	breaker_settings(&settings);
 	LWLockAcquire(rh->lock, LW_EXCLUSIVE);
 	slot = claim_slot(&key, NULL, now);
-	note_change(slot, breaker_force(&slot->breaker, open, now, hold_us), now,
-				&settings);
+	from = slot->breaker.state;
+	note_change(slot, from, breaker_force(&slot->breaker, open, now, hold_us),
+				now, &settings);
 	slot->last_used = now;
 	LWLockRelease(rh->lock);
+	log_changes(false);
 	PG_RETURN_VOID();
 }
 

@@ -100,6 +100,7 @@ static ChatCall *admit_call(RunState *run, CallSource source, void *source_arg,
 static void start_attempt(RunState *run, ChatCall *call, TimestampTz now);
 static bool skip_open_routes(RunState *run, ChatCall *call, TimestampTz now,
 							 long ms_left);
+static char *route_state_text(const CallSettings *settings, int route_index);
 static void apply_retry_budget(const CallSettings *settings, ChatCall *call,
 							   RetryDecision *decision, TimestampTz now);
 static void record_route_health(const CallSettings *settings, ChatCall *call,
@@ -453,9 +454,10 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 /*
  * Move the call past the routes whose breaker is open (route_health.c),
  * without waiting: each skipped route counts in the call's summary as
- * "open".  Returns false when no route is left and the call has failed: a
- * call that made no attempt fails with ERRCODE_AI_ROUTES_OPEN, naming each
- * route and when it will be probed.
+ * "open", and is named with its state in the log row of the attempt that
+ * follows (skipped_routes).  Returns false when no route is left and the
+ * call has failed: a call that made no attempt fails with
+ * ERRCODE_AI_ROUTES_OPEN, naming each route and when it will be probed.
  */
 static bool
 skip_open_routes(RunState *run, ChatCall *call, TimestampTz now, long ms_left)
@@ -469,14 +471,24 @@ skip_open_routes(RunState *run, ChatCall *call, TimestampTz now, long ms_left)
 	int			endpoint_index;
 	int			i;
 
+	/* the previous attempt's row has them already */
+	call->skipped_routes = NULL;
 	for (; call->route_index < nroutes; call->route_index++)
 	{
+		MemoryContext old_context;
+		char	   *state;
+
 		policy_route_at(call->route_index, settings->nendpoints,
 						&model_index, &endpoint_index);
 		if (rh_admit(settings->endpoints[endpoint_index].display,
 					 settings->models[model_index], now, lease_ms,
 					 &call->probes))
 			return true;
+		old_context = MemoryContextSwitchTo(call->memory);
+		state = route_state_text(settings, call->route_index);
+		call->skipped_routes = call->skipped_routes == NULL ? state :
+			psprintf("%s; %s", call->skipped_routes, state);
+		MemoryContextSwitchTo(old_context);
 		summary_add(call, call->route_index, "open");
 		call->retries_on_route = 0;
 		call->stream_on_route = settings->stream;
@@ -489,17 +501,25 @@ skip_open_routes(RunState *run, ChatCall *call, TimestampTz now, long ms_left)
 	}
 	initStringInfo(&routes);
 	for (i = 0; i < nroutes; i++)
-	{
-		const char *display;
-
-		policy_route_at(i, settings->nendpoints, &model_index, &endpoint_index);
-		display = settings->endpoints[endpoint_index].display;
-		appendStringInfo(&routes, "%s%s@%s %s", i ? "; " : "",
-						 settings->models[model_index], display,
-						 rh_describe(display, settings->models[model_index]));
-	}
+		appendStringInfo(&routes, "%s%s", i ? "; " : "",
+						 route_state_text(settings, i));
 	finish_call(run, call, false, ERRCODE_AI_ROUTES_OPEN, routes.data);
 	return false;
+}
+
+/* "model@endpoint <its breaker's state>", for route route_index. */
+static char *
+route_state_text(const CallSettings *settings, int route_index)
+{
+	int			model_index;
+	int			endpoint_index;
+	const char *display;
+
+	policy_route_at(route_index, settings->nendpoints, &model_index,
+					&endpoint_index);
+	display = settings->endpoints[endpoint_index].display;
+	return psprintf("%s@%s %s", settings->models[model_index], display,
+					rh_describe(display, settings->models[model_index]));
 }
 
 /* Count a finished attempt in its route's health, for every session. */
@@ -947,6 +967,7 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->prompt = settings->log_prompts ? call->prompt : NULL;
 	attempt->ttft_ms = -1;
 	attempt->response_bytes = -1;
+	attempt->skipped_routes = call->skipped_routes;
 }
 
 /*

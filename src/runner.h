@@ -93,6 +93,9 @@ typedef struct ChatCall
 	TimestampTz first_token_at; /* when its first content arrived; 0: not yet */
 	List	   *summary;		/* AttemptGroup list, for the failure text */
 	int			probes;			/* route health probes the attempt holds */
+	char	   *skipped_routes; /* open routes passed over before the
+								 * current attempt, for its log row; NULL:
+								 * none */
 } ChatCall;
 
 /*

@@ -109,3 +109,43 @@ GRANT EXECUTE ON FUNCTION @extschema@.ai_route_history() TO pg_read_all_stats;
 GRANT SELECT ON @extschema@.ai_route_history TO pg_read_all_stats;
 REVOKE ALL ON FUNCTION @extschema@.ai_route_set(text, text, boolean, interval) FROM PUBLIC;
 
+-- The open routes a call passed over before an attempt.
+ALTER TABLE @extschema@.ai_call_log ADD COLUMN skipped_routes text;
+COMMENT ON COLUMN @extschema@.ai_call_log.skipped_routes IS
+    'The open routes the call passed over, without a request, just before this attempt, with their state';
+
+-- Every change of state of a route's breaker, one row each, written by the
+-- log writer of the database whose session made it (ai_route_history()
+-- keeps the server's last 1024 since start; this table keeps them all, up
+-- to ai_resilience.log_retention).
+CREATE SEQUENCE @extschema@.ai_route_events_id_seq;
+
+CREATE TABLE @extschema@.ai_route_events (
+    id                   bigint PRIMARY KEY
+                         DEFAULT pg_catalog.nextval('@extschema@.ai_route_events_id_seq'::pg_catalog.regclass),
+    at                   timestamptz NOT NULL,
+    endpoint             text NOT NULL,
+    model                text,
+    from_state           text NOT NULL,
+    to_state             text NOT NULL,
+    reason               text NOT NULL,
+    consecutive_failures integer NOT NULL,
+    window_requests      integer NOT NULL,
+    window_failures      integer NOT NULL,
+    next_probe_at        timestamptz,
+    error_class          text,
+    error_code           integer,
+    backend_pid          integer NOT NULL
+);
+ALTER SEQUENCE @extschema@.ai_route_events_id_seq OWNED BY @extschema@.ai_route_events.id;
+
+CREATE INDEX ai_route_events_at_idx ON @extschema@.ai_route_events (at);
+
+COMMENT ON TABLE @extschema@.ai_route_events IS
+    'One row per change of state of a route''s (endpoint, model) or endpoint''s (model NULL) circuit breaker';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_route_events'::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_route_events_id_seq'::pg_catalog.regclass, '');
+
+REVOKE ALL ON @extschema@.ai_route_events FROM PUBLIC;
+GRANT SELECT ON @extschema@.ai_route_events TO pg_read_all_stats;

@@ -140,12 +140,24 @@ my $old = $node->safe_psql('postgres', q{
 	              WHERE id % 2 = 0 RETURNING 1)
 	SELECT count(*) FROM aged});
 ok($old > 0, 'some rows are made old');
+# and two route events (ai_route_events has the same retention)
+$node->safe_psql('postgres', q{
+	SELECT ai_route_set('http://127.0.0.1:9/v1', 'retention', open)
+	FROM (VALUES (true), (false)) v(open);
+	SELECT ai_flush_log()});
+is($node->safe_psql('postgres', q{
+	WITH aged AS (UPDATE ai_route_events SET at = now() - interval '2 days'
+	              WHERE model = 'retention' RETURNING 1)
+	SELECT count(*) FROM aged}), '2', 'two route events are made old');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET ai_resilience.log_retention = '1d'});
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 $node->safe_psql('postgres', q{SELECT ai_chat('wake', ARRAY['ok']); SELECT ai_flush_log()});
 ok($node->poll_query_until('postgres',
 		q{SELECT count(*) = 0 FROM ai_call_log WHERE started_at < now() - interval '1 day'}),
 	'old rows are deleted');
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM ai_route_events WHERE at < now() - interval '1 day'}),
+	'old route events are deleted');
 
 $node->stop;
 

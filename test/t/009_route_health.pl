@@ -103,6 +103,23 @@ is($node->safe_psql('postgres',
 		         count(*) FILTER (WHERE reason = 'probe failed')
 		  FROM ai_route_history WHERE model = 'tap-a'}),
 	"$probes|$probes", 'the history has each probe and its failure once');
+# the 16 sessions' changes are rows of ai_route_events, each once, in the
+# history's order, each starting from the state the one before left
+$node->safe_psql('postgres', 'SELECT ai_flush_log()');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(to_state || ':' || reason, ',' ORDER BY id)
+		  FROM ai_route_events WHERE model = 'tap-a'}),
+	$node->safe_psql('postgres',
+		q{SELECT string_agg(state || ':' || reason, ',' ORDER BY n)
+		  FROM ai_route_history() WITH ORDINALITY
+		       AS h(at, endpoint, model, state, reason, f, wr, wf, np, ec, code, pid, n)
+		  WHERE model = 'tap-a'}),
+	'ai_route_events has the changes of the 16 sessions once each, in order');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM (SELECT from_state, lag(to_state) OVER (ORDER BY id) AS prev
+		                        FROM ai_route_events WHERE model = 'tap-a') e
+		  WHERE from_state <> prev}),
+	'0', 'each change of ai_route_events starts from the state the one before left');
 
 # exactly one probe at a time: while a probe hangs, 16 sessions skip the route
 control('down?model=tap-p&behaviour=hang');
