@@ -714,7 +714,7 @@ make -s install >/dev/null
 BENCH_COMMIT=$(git rev-parse --short HEAD)
 export BENCH_COMMIT
 start_sim --no-journal
-pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' bash "$bench_dir/bench.sh" --in-cluster "${selected[@]}"
+pg_virtualenv -t -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' bash "$bench_dir/bench.sh" --in-cluster "${selected[@]}"
 
 # the latest figures of every benchmark, whichever invocation ran it
 {

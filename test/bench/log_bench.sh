@@ -99,6 +99,6 @@ make -s >/dev/null && make -s install >/dev/null
 make -s -C test/gateway >/dev/null
 source test/scripts/sim.sh
 start_sim --latency-ms 0 --no-journal || exit 1
-pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' \
+pg_virtualenv -t -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' \
     -o 'ai_resilience.log_queue_size=65536' \
     bash "$0" --inside "$runs"

@@ -18,4 +18,4 @@ source test/scripts/sim.sh
 start_sim --fault-5xx 0.25 --fault-429 0.05 --fault-retry-after 1 --seed 7 --latency-ms 20
 echo "gateway simulator at $AI_SIM_URL (25 % 500, 5 % 429 with Retry-After: 1, 20 ms latency)"
 
-pg_virtualenv -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' psql -X -q -v ON_ERROR_STOP=1 -f test/scripts/demo.sql
+pg_virtualenv -t -c '--locale=C.UTF-8' -o 'shared_preload_libraries=pg_ai_resilience' psql -X -q -v ON_ERROR_STOP=1 -f test/scripts/demo.sql

@@ -74,7 +74,9 @@ unit_tests() {
 regress() {
     local log=test/results/$1.log ok bad
     echo "== pg_regress suite"
-    pg_virtualenv -c "--locale=C.UTF-8 ${2:-}" -o 'shared_preload_libraries=pg_ai_resilience' \
+    # -t: the cluster's files in a temporary directory even as root, so a
+    # cluster left behind by a run that was killed never blocks the next
+    pg_virtualenv -t -c "--locale=C.UTF-8 ${2:-}" -o 'shared_preload_libraries=pg_ai_resilience' \
         make -s installcheck > "$log" 2>&1 9>&-
     sed -n '/^test /p;/^ok /p;/^not ok /p' "$log"
     ok=$(grep -cE '^test .* \.\.\. ok' "$log")
