@@ -167,6 +167,7 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 		secrets_url_display(url, endpoint->display);
 		if (keys != NIL)
 			endpoint->api_key = list_nth(keys, list_length(keys) == 1 ? 0 : i);
+		endpoint->extra_headers = secrets_extra_headers(i, settings->nendpoints);
 		i++;
 	}
 
@@ -429,6 +430,7 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 	request->body = call->body;
 	request->body_len = call->body_len;
 	request->api_key = settings->endpoints[endpoint_index].api_key;
+	request->extra_headers = settings->endpoints[endpoint_index].extra_headers;
 	request->stream = call->streaming;
 	request->connect_timeout_ms = settings->connect_timeout_ms;
 	request->first_byte_timeout_ms = settings->first_byte_timeout_ms;

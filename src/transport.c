@@ -170,6 +170,21 @@ transport_start(TransportRequest *request)
 		else
 			headers = grown;
 	}
+	if (!out_of_memory && request->extra_headers != NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, request->extra_headers)
+		{
+			grown = curl_slist_append(headers, lfirst(lc));
+			if (grown == NULL)
+			{
+				out_of_memory = true;
+				break;
+			}
+			headers = grown;
+		}
+	}
 	if (out_of_memory)
 	{
 		curl_slist_free_all(headers);

@@ -10,6 +10,7 @@
 
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
+#include "nodes/pg_list.h"
 
 #include "policy.h"
 
@@ -30,6 +31,7 @@ typedef struct TransportRequest
 	const char *body;
 	size_t		body_len;
 	const char *api_key;		/* NULL or "" sends no Authorization */
+	const List *extra_headers;	/* "Name: value" strings, checked */
 	bool		stream;			/* ask for text/event-stream */
 	long		connect_timeout_ms; /* name resolution, TCP and TLS */
 	long		first_byte_timeout_ms;	/* 0: none */

@@ -560,7 +560,27 @@ typedef struct JournalInfo
 	size_t		body_bytes;
 	unsigned	client_port;
 	const char *auth;		/* NULL -> "-" */
+	struct MHD_Connection *conn;	/* for its x-* headers */
 } JournalInfo;
+
+/* MHD iterator: append an x-* request header to the SBuf as "name: value; ". */
+static enum MHD_Result
+journal_x_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	SBuf	   *sb = cls;
+
+	(void) kind;
+	if (strncasecmp(key, "x-", 2) == 0)
+	{
+		if (sb->len > 0)
+			sb_putn(sb, "; ", 2);
+		sb_putn(sb, key, strlen(key));
+		sb_putn(sb, ": ", 2);
+		sb_putn(sb, value ? value : "", value ? strlen(value) : 0);
+	}
+	return MHD_YES;
+}
 
 /*
  * Allocate the next request sequence number and record the request.  The
@@ -588,6 +608,14 @@ journal_record(const JournalInfo *ji)
 				 ji->client_port);
 	sb_putn(&sb, num, (size_t) n);
 	journal_col(&sb, ji->auth ? ji->auth : "", ji->auth ? strlen(ji->auth) : 0);
+	{
+		SBuf		xh;
+
+		sb_init(&xh, 64);
+		MHD_get_connection_values(ji->conn, MHD_HEADER_KIND, journal_x_header, &xh);
+		journal_col(&sb, xh.data, xh.len);
+		free(xh.data);
+	}
 	sb_putn(&sb, "\n", 1);
 
 	pthread_mutex_lock(&journal_lock);
@@ -2122,6 +2150,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	ji.body_bytes = ctx->total;
 	ji.client_port = client_port(conn);
 	ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	ji.conn = conn;
 
 	/* validate the request; every failure is a 400 (413 when too big) */
 	{
@@ -2440,6 +2469,7 @@ handle_models(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	ji.body_bytes = ctx->total;
 	ji.client_port = client_port(conn);
 	ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	ji.conn = conn;
 
 	/* a "down gateway" prefix also fails model listing, if it always fails */
 	if (ep->has_override)
@@ -2606,6 +2636,7 @@ dispatch(struct MHD_Connection *conn, const char *url, const char *method, ReqCt
 		ji.status = 404;
 		ji.body_bytes = ctx->total;
 		ji.client_port = client_port(conn);
+		ji.conn = conn;
 		ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 											  MHD_HTTP_HEADER_AUTHORIZATION);
 		seq = journal_record(&ji);

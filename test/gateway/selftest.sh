@@ -287,14 +287,14 @@ check "control/up without arguments brings every prefix back" code_is 200
 
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null
-curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' \
+curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' -H 'X-Trace: a' -H 'x-b: 2' \
 	--data-binary '{"model":"status-503","messages":[{"role":"user","content":"j"}]}' "$BASE/gw9/v1/chat/completions" \
 	--next -s -m 5 -o /dev/null "$BASE/v1/models"
 curl -s -m 5 "$BASE/journal" > "$TMP/j"
 check "journal: two lines after reset" eval '[ "$(wc -l < "$TMP/j")" = 2 ]'
-check "journal: eleven tab-separated columns" eval '[ "$(awk -F"\t" "{print NF}" "$TMP/j" | sort -u)" = 11 ]'
-check "journal: chat line columns" eval 'cut -f2- "$TMP/j" | head -1 | grep -qP "^/gw9\tPOST\tchat/completions\tstatus-503\t1\t503\tf\t[0-9]+\t[0-9]+\tBearer sk-j$"'
-check "journal: models line columns" eval 'cut -f2- "$TMP/j" | tail -1 | grep -qP "^-\tGET\tmodels\t-\t0\t200\tf\t0\t[0-9]+\t-$"'
+check "journal: twelve tab-separated columns" eval '[ "$(awk -F"\t" "{print NF}" "$TMP/j" | sort -u)" = 12 ]'
+check "journal: chat line columns" eval 'cut -f2- "$TMP/j" | head -1 | grep -qP "^/gw9\tPOST\tchat/completions\tstatus-503\t1\t503\tf\t[0-9]+\t[0-9]+\tBearer sk-j\tX-Trace: a; x-b: 2$"'
+check "journal: models line columns" eval 'cut -f2- "$TMP/j" | tail -1 | grep -qP "^-\tGET\tmodels\t-\t0\t200\tf\t0\t[0-9]+\t-\t-$"'
 check "journal: ordered by seq" eval '[ "$(cut -f1 "$TMP/j" | sort -n | tr "\n" " ")" = "$(cut -f1 "$TMP/j" | tr "\n" " ")" ]'
 check "journal: keep-alive reuses the client port" eval '[ "$(cut -f10 "$TMP/j" | sort -u | wc -l)" = 1 ]'
 
