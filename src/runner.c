@@ -705,6 +705,9 @@ complete_attempt(RunState *run, ChatCall *call)
 	cls = policy_classify(&facts, &retryable);
 	retry_after_ms = policy_retry_after_ms(request->retry_after_ms,
 										   request->retry_after, time(NULL));
+	if (retry_after_ms < 0)
+		retry_after_ms = policy_retry_after_in_message(facts.http_status,
+													   facts.error_message);
 	record_route_health(settings, call, request, cls, retry_after_ms, now);
 	decision = policy_decide(cls, retryable, call->retries_on_route,
 							 retry_after_ms, &settings->retry,
