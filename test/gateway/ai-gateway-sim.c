@@ -703,6 +703,11 @@ typedef enum BehaviourKind
 	B_STREAMERROR,
 	B_STREAMSTALL,				/* arg = stall ms */
 	B_BIGREPLY,					/* arg = content bytes */
+	B_LITELLM_QUOTA,			/* LiteLLM's rewrite of a quota 429 */
+	B_LITELLM_CONTENT,			/* ... of a content-policy 400 */
+	B_LITELLM_CONTEXT,			/* ... of a context-length 400 */
+	B_LITELLM_NODEPLOY,			/* its router's 429; arg = seconds */
+	B_PORTKEY_FAILURE,			/* Portkey's own 400 */
 	B_HOSTILE					/* arg = Hostile */
 } BehaviourKind;
 
@@ -759,6 +764,8 @@ typedef struct Options
 	bool		multiline;		/* streaming: each chunk on two data lines */
 	bool		trickle;		/* streaming: events in small timed pieces */
 	bool		hugenumber;		/* a number no numeric type can hold */
+	bool		litellm;		/* request ids as LiteLLM sends them */
+	bool		portkey;		/* plus Portkey's trace id */
 	UsageKind	usage;
 } Options;
 
@@ -796,6 +803,8 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 		{"nullcontent", B_NULLCONTENT}, {"noretry", B_NORETRY},
 		{"forceretry", B_FORCERETRY}, {"streamcut", B_STREAMCUT},
 		{"streamerror", B_STREAMERROR},
+		{"litellm-quota", B_LITELLM_QUOTA}, {"litellm-content", B_LITELLM_CONTENT},
+		{"litellm-context", B_LITELLM_CONTEXT}, {"portkey-failure", B_PORTKEY_FAILURE},
 	};
 	size_t		i;
 
@@ -835,6 +844,7 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 	ARG_BEHAVIOUR("ratelimitdate-", B_RATELIMITDATE, 999999999L);
 	ARG_BEHAVIOUR("streamstall-", B_STREAMSTALL, SIM_MAX_MS);
 	ARG_BEHAVIOUR("bigreply-", B_BIGREPLY, SIM_MAX_BIGREPLY);
+	ARG_BEHAVIOUR("litellm-nodeploy-", B_LITELLM_NODEPLOY, 999999999L);
 #undef ARG_BEHAVIOUR
 	if (has_prefix(s, n, "twostep-"))
 	{
@@ -881,6 +891,10 @@ parse_option(const char *s, size_t n, Options *o)
 		o->trickle = true;
 	else if (equals(s, n, "hugenumber"))
 		o->hugenumber = true;
+	else if (equals(s, n, "litellm"))
+		o->litellm = true;
+	else if (equals(s, n, "portkey"))
+		o->portkey = true;
 	else if (equals(s, n, "usage-negative"))
 		o->usage = USAGE_NEGATIVE;
 	else if (equals(s, n, "usage-max"))
@@ -1046,6 +1060,32 @@ add_request_id(struct MHD_Response *r, uint64_t seq)
 		return;
 	snprintf(v, sizeof(v), "req-%" PRIu64, seq);
 	MHD_add_response_header(r, "x-request-id", v);
+}
+
+/*
+ * Add the request ids of a chat answer: x-request-id, or with the litellm
+ * option LiteLLM's x-litellm-call-id and the upstream's id as
+ * llm_provider-x-request-id; the portkey option adds x-portkey-trace-id.
+ */
+static void
+add_gateway_ids(struct MHD_Response *r, uint64_t seq, const Options *o)
+{
+	char		v[48];
+
+	if (o->litellm)
+	{
+		snprintf(v, sizeof(v), "litellm-%" PRIu64, seq);
+		MHD_add_response_header(r, "x-litellm-call-id", v);
+		snprintf(v, sizeof(v), "req-%" PRIu64, seq);
+		MHD_add_response_header(r, "llm_provider-x-request-id", v);
+	}
+	else
+		add_request_id(r, seq);
+	if (o->portkey)
+	{
+		snprintf(v, sizeof(v), "trace-%" PRIu64, seq);
+		MHD_add_response_header(r, "x-portkey-trace-id", v);
+	}
 }
 
 /* Write an OpenAI-style error object; NULL param/code become JSON null. */
@@ -1240,6 +1280,43 @@ build_error_answer(const Behaviour *b, const char *model, const char *auth,
 			status = 400;
 			error_json(&sb, "Your request was rejected as a result of our safety system.",
 					   "invalid_request_error", NULL, "content_policy_violation");
+			break;
+		case B_LITELLM_QUOTA:
+			status = 429;
+			error_json(&sb, "litellm.RateLimitError: RateLimitError: OpenAIException - Error code: 429 - "
+					   "{'error': {'message': 'You exceeded your current quota, please check your plan and "
+					   "billing details.', 'type': 'insufficient_quota', 'param': None, "
+					   "'code': 'insufficient_quota'}}", NULL, NULL, "429");
+			break;
+		case B_LITELLM_CONTENT:
+			status = 400;
+			error_json(&sb, "litellm.ContentPolicyViolationError: litellm.ContentPolicyViolationError: "
+					   "OpenAIException - Your request was rejected as a result of our safety system.",
+					   NULL, NULL, "400");
+			break;
+		case B_LITELLM_CONTEXT:
+			status = 400;
+			error_json(&sb, "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+					   "OpenAIException - Error code: 400 - This request exceeds the model's window.",
+					   NULL, NULL, "400");
+			break;
+		case B_LITELLM_NODEPLOY:
+			status = 429;
+			{
+				SBuf		m;
+
+				sb_init(&m, 160 + strlen(model));
+				sb_printf(&m, "No deployments available for selected model, Try again in %ld seconds. "
+						  "Passed model=%s. pre-call-checks=False, allowed_model_region=n/a, "
+						  "cooldown_list=[]", b->arg, model);
+				error_json(&sb, m.data, NULL, NULL, "429");
+				free(m.data);
+			}
+			break;
+		case B_PORTKEY_FAILURE:
+			status = 400;
+			sb_puts(&sb, "{\"status\":\"failure\",\"message\":"
+					"\"Either x-portkey-config or x-portkey-provider header is required\"}");
 			break;
 		case B_NORETRY:
 			status = 500;
@@ -2432,7 +2509,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	free(scratch.data);
 	if (r == NULL)
 		return MHD_NO;
-	add_request_id(r, seq);
+	add_gateway_ids(r, seq, &o);
 
 	/* delays go before the status line; this is the connection's own thread */
 	{

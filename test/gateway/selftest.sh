@@ -285,6 +285,24 @@ control up >/dev/null
 chat m-in hi "" /gw-out
 check "control/up without arguments brings every prefix back" code_is 200
 
+# gateways' shapes: LiteLLM's rewritten errors and ids, Portkey's failure and trace id
+chat litellm-quota
+check "litellm-quota: 429, code \"429\", type null, the quota in the message" eval 'code_is 429 && body_has "\"type\":null" && body_has "\"code\":\"429\"" && body_has "You exceeded your current quota"'
+chat litellm-content
+check "litellm-content: 400 ContentPolicyViolationError, code \"400\"" eval 'code_is 400 && body_has "litellm.ContentPolicyViolationError" && body_has "\"code\":\"400\""'
+chat litellm-context
+check "litellm-context: 400 ContextWindowExceededError" eval 'code_is 400 && body_has "litellm.ContextWindowExceededError"'
+chat litellm-nodeploy-7
+check "litellm-nodeploy-7: 429 'Try again in 7 seconds', no Retry-After" eval 'code_is 429 && body_has "Try again in 7 seconds" && hdr_lacks "^retry-after"'
+chat portkey-failure
+check "portkey-failure: 400 {status:failure,message}" eval 'code_is 400 && body_has "{\"status\":\"failure\",\"message\":\"Either x-portkey-config"'
+chat ok+litellm
+check "+litellm: x-litellm-call-id and llm_provider-x-request-id, no x-request-id" eval 'code_is 200 && hdr_has "^x-litellm-call-id: litellm-[0-9]+$" && hdr_has "^llm_provider-x-request-id: req-[0-9]+$" && hdr_lacks "^x-request-id"'
+chat litellm-quota+litellm
+check "+litellm on an error too" eval 'code_is 429 && hdr_has "^x-litellm-call-id: litellm-[0-9]+$"'
+chat ok+portkey
+check "+portkey: x-portkey-trace-id next to x-request-id" eval 'code_is 200 && hdr_has "^x-portkey-trace-id: trace-[0-9]+$" && hdr_has "^x-request-id: req-[0-9]+$"'
+
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null
 curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' -H 'X-Trace: a' -H 'x-b: 2' \
