@@ -43,9 +43,9 @@ SELECT try_chat('p', ARRAY['ok']);
 SET ai_resilience.extra_headers = 'Transfer-Encoding: chunked';
 SELECT try_chat('p', ARRAY['ok']);
 SELECT set_config('ai_resilience.extra_headers',
-                  'x-a: secret-value' || chr(13) || 'Injected: 1', false) = '' AS hidden;
+                  'x-a: secret-value' || chr(13) || 'Injected: 1', false) = '********' AS hidden;
 SELECT try_chat('p', ARRAY['ok']);
-SELECT set_config('ai_resilience.extra_headers', 'x-a: secret' || chr(1), false) = '' AS hidden;
+SELECT set_config('ai_resilience.extra_headers', 'x-a: secret' || chr(1), false) = '********' AS hidden;
 SELECT try_chat('p', ARRAY['ok']);
 SET ai_resilience.extra_headers = 'x a: secret-value';
 SELECT try_chat('p', ARRAY['ok']);
@@ -64,4 +64,30 @@ RESET ai_resilience.max_retries;
 SELECT ai_flush_log() AS flushed;
 SELECT count(*) AS rows_holding_values FROM ai_call_log l
 WHERE l::text ~ '(secret-value|anthropic|t-7)';
+TRUNCATE ai_call_log;
+
+-- Errors as LiteLLM rewrites them (code "429"/"400", type null) are
+-- classified from their message: a quota 429 is not retried; its router's
+-- "Try again in 1 seconds" is a Retry-After (here over retry_after_max, so
+-- the call fails at once); Portkey's own error keeps its text.
+SELECT use_gateways('v1');
+SET ai_resilience.retry_after_max = '500ms';
+SELECT try_chat('p', ARRAY['litellm-quota']);
+SELECT try_chat('p', ARRAY['litellm-content']);
+SELECT try_chat('p', ARRAY['litellm-context']);
+SELECT try_chat('p', ARRAY['litellm-nodeploy-1']);
+SELECT try_chat('p', ARRAY['portkey-failure']);
+SELECT ai_flush_log() AS flushed;
+SELECT model, code, error_class, outcome, retry_after_ms, error FROM ai_call_log ORDER BY id;
+TRUNCATE ai_call_log;
+RESET ai_resilience.retry_after_max;
+
+-- request_id: x-request-id, else LiteLLM's call id, else Portkey's trace id.
+SELECT ai_chat('p', ARRAY['ok+litellm']) AS answer;
+SELECT ai_chat('p', ARRAY['ok+portkey']) AS answer;
+SELECT ai_chat('p', ARRAY['ok+portkey+norequestid']) AS answer;
+SELECT ai_chat('p', ARRAY['ok']) AS answer;
+SELECT ai_flush_log() AS flushed;
+SELECT model, regexp_replace(request_id, '[0-9]+$', 'N') AS request_id
+FROM ai_call_log ORDER BY id;
 TRUNCATE ai_call_log;

@@ -912,6 +912,8 @@ attempt_error_text(const CallSettings *settings,
 		text = pstrdup(answer->problem ? answer->problem :
 					   answer->content_problem ? answer->content_problem :
 					   "unusable answer");
+	else if (answer->other_message)
+		text = pstrdup(answer->other_message);
 	else
 		text = psprintf("HTTP %ld without an error message", request->http_status);
 
@@ -943,7 +945,10 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->streaming = call->streaming;
 	attempt->retry_after_ms = -1;
 	attempt->backoff_ms = -1;
-	attempt->request_id = request->request_id[0] ? request->request_id : NULL;
+	/* the upstream's id, else a gateway's own: LiteLLM and Portkey name theirs */
+	attempt->request_id = request->request_id[0] ? request->request_id :
+		request->litellm_call_id[0] ? request->litellm_call_id :
+		request->portkey_trace_id[0] ? request->portkey_trace_id : NULL;
 	attempt->prompt_tokens = attempt->completion_tokens = -1;
 	attempt->new_connection = request->new_connection;
 	attempt->role_name = settings->role_name;

@@ -54,7 +54,9 @@ typedef struct TransportRequest
 	char		retry_after[TRANSPORT_HEADER_VALUE_SIZE];
 	char		retry_after_ms[TRANSPORT_HEADER_VALUE_SIZE];
 	char		should_retry[TRANSPORT_HEADER_VALUE_SIZE];
-	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];	/* x-request-id */
+	char		litellm_call_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		portkey_trace_id[TRANSPORT_HEADER_VALUE_SIZE];
 	char		content_type[TRANSPORT_HEADER_VALUE_SIZE];
 	int			status_seen;	/* status line's code, as soon as it arrives */
 	TimestampTz started_at;

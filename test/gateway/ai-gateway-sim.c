@@ -766,6 +766,7 @@ typedef struct Options
 	bool		hugenumber;		/* a number no numeric type can hold */
 	bool		litellm;		/* request ids as LiteLLM sends them */
 	bool		portkey;		/* plus Portkey's trace id */
+	bool		norequestid;	/* no x-request-id */
 	UsageKind	usage;
 } Options;
 
@@ -895,6 +896,8 @@ parse_option(const char *s, size_t n, Options *o)
 		o->litellm = true;
 	else if (equals(s, n, "portkey"))
 		o->portkey = true;
+	else if (equals(s, n, "norequestid"))
+		o->norequestid = true;
 	else if (equals(s, n, "usage-negative"))
 		o->usage = USAGE_NEGATIVE;
 	else if (equals(s, n, "usage-max"))
@@ -1065,7 +1068,8 @@ add_request_id(struct MHD_Response *r, uint64_t seq)
 /*
  * Add the request ids of a chat answer: x-request-id, or with the litellm
  * option LiteLLM's x-litellm-call-id and the upstream's id as
- * llm_provider-x-request-id; the portkey option adds x-portkey-trace-id.
+ * llm_provider-x-request-id; the portkey option adds x-portkey-trace-id;
+ * norequestid leaves x-request-id out.
  */
 static void
 add_gateway_ids(struct MHD_Response *r, uint64_t seq, const Options *o)
@@ -1079,7 +1083,7 @@ add_gateway_ids(struct MHD_Response *r, uint64_t seq, const Options *o)
 		snprintf(v, sizeof(v), "req-%" PRIu64, seq);
 		MHD_add_response_header(r, "llm_provider-x-request-id", v);
 	}
-	else
+	else if (!o->norequestid)
 		add_request_id(r, seq);
 	if (o->portkey)
 	{

@@ -302,6 +302,8 @@ chat litellm-quota+litellm
 check "+litellm on an error too" eval 'code_is 429 && hdr_has "^x-litellm-call-id: litellm-[0-9]+$"'
 chat ok+portkey
 check "+portkey: x-portkey-trace-id next to x-request-id" eval 'code_is 200 && hdr_has "^x-portkey-trace-id: trace-[0-9]+$" && hdr_has "^x-request-id: req-[0-9]+$"'
+chat ok+portkey+norequestid
+check "+norequestid: no x-request-id" eval 'code_is 200 && hdr_has "^x-portkey-trace-id: trace-[0-9]+$" && hdr_lacks "^x-request-id"'
 
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null
