@@ -251,9 +251,12 @@ policy_backoff_ms(const RetrySettings *settings, int retries_taken,
 /*
  * The server's requested wait in milliseconds, or -1 when it asked for none.
  * retry-after-ms (float milliseconds) wins over Retry-After (seconds or an
- * HTTP date).  Zero, negative and unparsable values are ignored, as the
- * OpenAI SDKs do.  Only decimal notation counts as a number: strtod alone
- * would also read "0x2", "inf" or " 2".
+ * HTTP date).  Zero, negative and unparsable values are ignored, and the
+ * next header is read: unlike the OpenAI SDKs, which stop at a zero
+ * retry-after-ms and back off, "retry-after-ms: 0" with "Retry-After: 2"
+ * waits 2 s (README, "Where we differ from the OpenAI SDKs").  Only decimal
+ * notation counts as a number: strtod alone would also read "0x2", "inf"
+ * or " 2".
  */
 int
 policy_retry_after_ms(const char *retry_after_ms_header,
