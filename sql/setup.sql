@@ -54,5 +54,5 @@ $$;
 CREATE TABLE journal (
     seq integer, prefix text, method text, path text, model text,
     attempt integer, status integer, stream boolean, body_bytes integer,
-    conn integer, auth text
+    conn integer, auth text, x_headers text
 );

@@ -24,18 +24,19 @@
  *
  * Secrets never show in a view of the settings (SHOW, current_setting,
  * pg_settings, including its reset_val), not even to members of
- * pg_read_all_settings: the check hooks of ai_resilience.api_key and
+ * pg_read_all_settings: the check hooks of ai_resilience.api_key,
+ * ai_resilience.extra_headers (which may carry a gateway's own key) and
  * ai_resilience.endpoints keep the value as set in their "extra" (malloc'd
  * and freed by PostgreSQL's GUC code, which calls the assign hook whenever
- * the active one changes) and rewrite the value in place: the key's to ''
- * (a show hook displays '********' when a key is set), the endpoints' to
- * their display form, without credentials.  That also keeps a reload that
+ * the active one changes) and rewrite the value in place: the key's and
+ * the headers' to '' (a show hook displays '********' when set), the
+ * endpoints' to their display form, without credentials.  That also keeps a reload that
  * changes the key out of the server log: PostgreSQL logs "parameter ...
  * changed to ..." only when the value changes, and the key's never does.
- * A check hook never rejects the key (PostgreSQL would quote the rejected
- * value); it is validated where it is used (secrets.c).  Parallel workers
- * receive the rewritten values, so no function that calls a gateway may be
- * parallel safe.
+ * A check hook never rejects the key or the headers (PostgreSQL would
+ * quote the rejected value); they are validated where they are used
+ * (secrets.c).  Parallel workers receive the rewritten values, so no
+ * function that calls a gateway may be parallel safe.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,6 +60,8 @@ const char *air_endpoints_value = "";
 char	   *air_api_key = NULL;
 const char *air_api_key_value = "";
 char	   *air_api_key_file = NULL;
+char	   *air_extra_headers = NULL;
+const char *air_extra_headers_value = "";
 char	   *air_models = NULL;
 int			air_max_retries = 2;
 int			air_backoff_base_ms = 500;
@@ -90,9 +93,11 @@ int			air_log_writer_delay_ms = 10;
 
 static bool check_endpoints(char **newval, void **extra, GucSource source);
 static void assign_endpoints(const char *newval, void *extra);
-static bool check_api_key(char **newval, void **extra, GucSource source);
+static bool check_secret(char **newval, void **extra, GucSource source);
 static void assign_api_key(const char *newval, void *extra);
 static const char *show_api_key(void);
+static void assign_extra_headers(const char *newval, void *extra);
+static const char *show_extra_headers(void);
 static bool check_models(char **newval, void **extra, GucSource source);
 static bool check_max_response_bytes(int *newval, void **extra,
 									 GucSource source);
@@ -125,7 +130,20 @@ air_define_gucs(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   check_api_key, assign_api_key, show_api_key);
+							   check_secret, assign_api_key, show_api_key);
+
+	DefineCustomStringVariable("ai_resilience.extra_headers",
+							   "HTTP headers added to every request, one \"Name: value\" per line.",
+							   "A line \"N> Name: value\" is sent to the N-th endpoint only and "
+							   "replaces a header of the same name set for every endpoint. Empty lines "
+							   "and lines starting with # are skipped. Authorization, Content-Length, "
+							   "Content-Type, Host and Transfer-Encoding may not be set. Shown as "
+							   "******** when set.",
+							   &air_extra_headers,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_secret, assign_extra_headers, show_extra_headers);
 
 	DefineCustomStringVariable("ai_resilience.api_key_file",
 							   "File holding the bearer token(s) sent to the endpoints.",
@@ -481,11 +499,12 @@ assign_endpoints(const char *newval, void *extra)
 }
 
 /*
- * Keep the key in extra and leave the value empty (see the header).  Never
- * rejects a key: the checks come at call time.
+ * Keep a secret setting's value (the key, the extra headers) in extra and
+ * leave the value empty (see the header).  Never rejects a value: the
+ * checks come at call time (secrets.c).
  */
 static bool
-check_api_key(char **newval, void **extra, GucSource source)
+check_secret(char **newval, void **extra, GucSource source)
 {
 	char	   *key = strdup(*newval);
 
@@ -512,6 +531,20 @@ static const char *
 show_api_key(void)
 {
 	return air_api_key_value[0] != '\0' ? "********" : "";
+}
+
+/* Make the extra headers as set available to secrets.c. */
+static void
+assign_extra_headers(const char *newval, void *extra)
+{
+	air_extra_headers_value = extra ? extra : "";
+}
+
+/* Show whether extra headers are set, never their values. */
+static const char *
+show_extra_headers(void)
+{
+	return air_extra_headers_value[0] != '\0' ? "********" : "";
 }
 
 /* Model names must be a valid list without empty names. */

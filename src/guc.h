@@ -15,6 +15,8 @@ extern const char *air_endpoints_value;	/* as set */
 extern char *air_api_key;		/* always empty */
 extern const char *air_api_key_value;	/* as set */
 extern char *air_api_key_file;
+extern char *air_extra_headers;	/* always empty */
+extern const char *air_extra_headers_value; /* as set */
 extern char *air_models;
 extern int	air_max_retries;
 extern int	air_backoff_base_ms;

@@ -47,6 +47,9 @@
 
 #include "openai_wire.h"
 
+/* Bytes of a body that is not JSON kept as its error text. */
+#define BODY_EXCERPT_LEN	200
+
 /* Deepest nesting accepted in a response; OpenAI's answers use about 5. */
 #define MAX_JSON_DEPTH	64
 
@@ -111,6 +114,7 @@ static int	token_count(const char *token);
 static void take_event(StreamAssembly *stream, const char *data, size_t len);
 static char *copy_or_null(const char *value);
 static char *utf8_to_server(char *utf8);
+static char *body_excerpt(const char *body, size_t len);
 
 /*
  * Build the JSON body of a chat-completions request for one model.  The
@@ -198,6 +202,8 @@ wire_parse_chat_response(const char *body, size_t len, ChatAnswer *answer)
 
 	parse_json(body, len, MESSAGE_CONTENT_PATH, CurrentMemoryContext, answer,
 			   &walk);
+	if (!walk.root_is_object && answer->error_message == NULL)
+		answer->other_message = body_excerpt(body, len);
 	if (answer->problem == NULL && walk.nchoices == 0)
 		answer->problem = "response has no choices";
 	if (answer->problem)
@@ -490,6 +496,9 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 	else if ((strcmp(path, "error.message") == 0 ||
 			  strcmp(path, "error") == 0) && is_string)
 		answer->error_message = utf8_to_server(token);
+	else if ((strcmp(path, "message") == 0 || strcmp(path, "detail") == 0) &&
+			 is_string)
+		answer->other_message = utf8_to_server(token);
 	else if (strcmp(path, "error.type") == 0 && is_string)
 		answer->error_type = utf8_to_server(token);
 	else if (strcmp(path, "error.code") == 0 && !is_null)
@@ -772,6 +781,32 @@ wire_response_text(const char *body, size_t len)
 	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
 		return NULL;
 	return pg_any_to_server(body, len, PG_UTF8);
+}
+
+/*
+ * The first BODY_EXCERPT_LEN bytes of a body that is not JSON, cut at a
+ * character boundary, in the server encoding; NULL for an empty body, an
+ * HTML page (a proxy's generic page: its status says as much) or one that
+ * is not UTF-8.  Control characters and keys are dealt with by
+ * gateway_text.c on the way to the log.
+ */
+static char *
+body_excerpt(const char *body, size_t len)
+{
+	size_t		n;
+
+	while (len > 0 && isspace((unsigned char) *body))
+		body++, len--;
+	if (len == 0 || *body == '<')
+		return NULL;
+	n = Min(len, BODY_EXCERPT_LEN);
+	/* a UTF-8 continuation byte is no place to cut */
+	while (n < len && n > 0 && ((unsigned char) body[n] & 0xC0) == 0x80)
+		n--;
+	if (!pg_verify_mbstr(PG_UTF8, body, (int) n, true))
+		return NULL;
+	/* without a conversion to do, pg_any_to_server returns what it got */
+	return pg_any_to_server(pnstrdup(body, n), (int) n, PG_UTF8);
 }
 
 /*

@@ -34,6 +34,9 @@ typedef struct ChatAnswer
 	char	   *error_message;	/* error.message (or error as a string) */
 	char	   *error_type;		/* error.type */
 	char	   *error_code;		/* error.code */
+	char	   *other_message;	/* no error object: a top-level message or
+								 * detail string, or the start of a body that
+								 * is not JSON (a gateway's own error) */
 	const char *problem;		/* why it is not a usable response, or NULL */
 	const char *content_problem;	/* why content is not usable text, or NULL */
 } ChatAnswer;

@@ -27,6 +27,7 @@
 
 static bool text_contains_nocase(const char *haystack, const char *needle);
 static bool is_billing_code(const char *code);
+static bool code_rewritten(const char *code);
 static bool decimal_number(const char *text, bool allow_fraction,
 						   double *value);
 static int	month_number(const char *name);
@@ -90,7 +91,11 @@ policy_timer_fired(const AttemptTimers *timers, bool connected)
 /*
  * Classify a finished attempt, and say whether the same route may be tried
  * again.  An x-should-retry header from the server overrides the status rule
- * both ways, as in the OpenAI SDKs.
+ * both ways, as in the OpenAI SDKs.  A gateway that rewrites errors (LiteLLM
+ * puts the status in error.code and nulls error.type) leaves the meaning in
+ * the message only: when the code is missing or a number, the message's
+ * words decide between a rate limit and an empty account, and find a
+ * content-policy refusal, LiteLLM's exception names included.
  */
 AttemptClass
 policy_classify(const AttemptFacts *facts, bool *retryable)
@@ -158,7 +163,10 @@ policy_classify(const AttemptFacts *facts, bool *retryable)
 	else if (status == 429)
 	{
 		if (is_billing_code(facts->error_code) ||
-			is_billing_code(facts->error_type))
+			is_billing_code(facts->error_type) ||
+			(code_rewritten(facts->error_code) &&
+			 (text_contains_nocase(facts->error_message, "exceeded your current quota") ||
+			  text_contains_nocase(facts->error_message, "insufficient_quota"))))
 			cls = CLASS_QUOTA;
 		else
 		{
@@ -188,11 +196,16 @@ policy_classify(const AttemptFacts *facts, bool *retryable)
 		if ((facts->error_code &&
 			 strcmp(facts->error_code, "context_length_exceeded") == 0) ||
 			text_contains_nocase(facts->error_message, "context length") ||
-			text_contains_nocase(facts->error_message, "prompt is too long"))
+			text_contains_nocase(facts->error_message, "prompt is too long") ||
+			text_contains_nocase(facts->error_message, "ContextWindowExceededError"))
 			cls = CLASS_CONTEXT_LENGTH;
-		else if (facts->error_code &&
-				 (strcmp(facts->error_code, "content_policy_violation") == 0 ||
-				  strcmp(facts->error_code, "content_filter") == 0))
+		else if ((facts->error_code &&
+				  (strcmp(facts->error_code, "content_policy_violation") == 0 ||
+				   strcmp(facts->error_code, "content_filter") == 0)) ||
+				 (code_rewritten(facts->error_code) &&
+				  (text_contains_nocase(facts->error_message, "ContentPolicyViolationError") ||
+				   text_contains_nocase(facts->error_message, "content_policy_violation") ||
+				   text_contains_nocase(facts->error_message, "content management policy"))))
 			cls = CLASS_CONTENT_POLICY;
 		else
 			cls = CLASS_BAD_REQUEST;
@@ -238,9 +251,12 @@ policy_backoff_ms(const RetrySettings *settings, int retries_taken,
 /*
  * The server's requested wait in milliseconds, or -1 when it asked for none.
  * retry-after-ms (float milliseconds) wins over Retry-After (seconds or an
- * HTTP date).  Zero, negative and unparsable values are ignored, as the
- * OpenAI SDKs do.  Only decimal notation counts as a number: strtod alone
- * would also read "0x2", "inf" or " 2".
+ * HTTP date).  Zero, negative and unparsable values are ignored, and the
+ * next header is read: unlike the OpenAI SDKs, which stop at a zero
+ * retry-after-ms and back off, "retry-after-ms: 0" with "Retry-After: 2"
+ * waits 2 s (README, "Where we differ from the OpenAI SDKs").  Only decimal
+ * notation counts as a number: strtod alone would also read "0x2", "inf"
+ * or " 2".
  */
 int
 policy_retry_after_ms(const char *retry_after_ms_header,
@@ -272,6 +288,48 @@ policy_retry_after_ms(const char *retry_after_ms_header,
 			return ms >= INT_MAX ? INT_MAX : (int) ms;
 		}
 	}
+	return -1;
+}
+
+/*
+ * The wait a 429's message asks for, in milliseconds, or -1: LiteLLM's
+ * router says "No deployments available ... Try again in 60 seconds" and
+ * sends no Retry-After.  Read only when no header asked for a wait; the
+ * result is capped by retry_after_max as a header's would be.  Understood:
+ * "try again in N" followed by "ms", "s", "sec" or "second(s)".
+ */
+int
+policy_retry_after_in_message(int http_status, const char *message)
+{
+	static const char phrase[] = "try again in ";
+	const char *p;
+	const char *number;
+	char		digits[32];
+	double		value;
+	size_t		len;
+
+	if (http_status != 429 || message == NULL)
+		return -1;
+	for (p = message; *p; p++)
+		if (strncasecmp(p, phrase, sizeof(phrase) - 1) == 0)
+			break;
+	if (*p == '\0')
+		return -1;
+	number = p + sizeof(phrase) - 1;
+	len = strspn(number, "0123456789.");
+	if (len == 0 || len >= sizeof(digits))
+		return -1;
+	memcpy(digits, number, len);
+	digits[len] = '\0';
+	if (!decimal_number(digits, true, &value) || value <= 0)
+		return -1;
+	p = number + len;
+	while (*p == ' ')
+		p++;
+	if (strncasecmp(p, "ms", 2) == 0)
+		return value >= INT_MAX ? INT_MAX : (int) ceil(value);
+	if (strncasecmp(p, "s", 1) == 0)
+		return value >= INT_MAX / 1000.0 ? INT_MAX : (int) ceil(value * 1000.0);
 	return -1;
 }
 
@@ -367,7 +425,9 @@ policy_decide(AttemptClass cls, bool retryable, int retries_taken,
  * Should the next attempt on a route stream?  A non-streaming attempt that
  * got no response in time (a gateway's 524, or our first-byte timeout) is
  * likely a long generation cut by a proxy's read timeout; streaming keeps
- * bytes flowing through it.  A streamed attempt that such a switch started
+ * bytes flowing through it.  A 408 counts as a 524: LiteLLM turns the
+ * upstream's 524 into one, and an OpenAI-compatible server has no other
+ * reason to time out a request it has read whole.  A streamed attempt that such a switch started
  * and that got an HTTP error status (so no event at all) goes back to the
  * route's default: the error is not the stream's doing, and the route may
  * not stream well.  Otherwise the attempt's own choice stands.
@@ -378,7 +438,7 @@ policy_stream_next(AttemptClass cls, int http_status, bool was_streaming,
 {
 	if (stream_on_timeout &&
 		(cls == CLASS_FIRST_BYTE_TIMEOUT ||
-		 (cls == CLASS_TIMEOUT && http_status == 524)))
+		 (cls == CLASS_TIMEOUT && (http_status == 524 || http_status == 408))))
 		return true;
 	if (was_streaming && http_status > 0 &&
 		(http_status < 200 || http_status >= 300))
@@ -444,6 +504,21 @@ is_billing_code(const char *code)
 		if (strcmp(code, billing_codes[i]) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * Is an error code missing, or only a number (a gateway's rewrite of the
+ * status), so that it says nothing of the error's kind?
+ */
+static bool
+code_rewritten(const char *code)
+{
+	if (code == NULL || *code == '\0')
+		return true;
+	for (; *code; code++)
+		if (!isdigit((unsigned char) *code))
+			return false;
+	return true;
 }
 
 /* The number (1-12) of an English month abbreviation, or 0. */

@@ -136,6 +136,8 @@ extern RetryDecision policy_decide(AttemptClass cls, bool retryable,
 								   const RetrySettings *settings,
 								   double random_fraction, int64_t ms_left,
 								   bool route_left);
+extern int	policy_retry_after_in_message(int http_status,
+										  const char *message);
 extern bool policy_stream_next(AttemptClass cls, int http_status,
 							   bool was_streaming, bool stream_by_default,
 							   bool stream_on_timeout);

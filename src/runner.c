@@ -168,6 +168,7 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 		secrets_url_display(url, endpoint->display);
 		if (keys != NIL)
 			endpoint->api_key = list_nth(keys, list_length(keys) == 1 ? 0 : i);
+		endpoint->extra_headers = secrets_extra_headers(i, settings->nendpoints);
 		i++;
 	}
 
@@ -430,6 +431,7 @@ start_attempt(RunState *run, ChatCall *call, TimestampTz now)
 	request->body = call->body;
 	request->body_len = call->body_len;
 	request->api_key = settings->endpoints[endpoint_index].api_key;
+	request->extra_headers = settings->endpoints[endpoint_index].extra_headers;
 	request->stream = call->streaming;
 	request->connect_timeout_ms = settings->connect_timeout_ms;
 	request->first_byte_timeout_ms = settings->first_byte_timeout_ms;
@@ -723,6 +725,9 @@ complete_attempt(RunState *run, ChatCall *call)
 	cls = policy_classify(&facts, &retryable);
 	retry_after_ms = policy_retry_after_ms(request->retry_after_ms,
 										   request->retry_after, time(NULL));
+	if (retry_after_ms < 0)
+		retry_after_ms = policy_retry_after_in_message(facts.http_status,
+													   facts.error_message);
 	record_route_health(settings, call, request, cls, retry_after_ms, now);
 	decision = policy_decide(cls, retryable, call->retries_on_route,
 							 retry_after_ms, &settings->retry,
@@ -927,6 +932,8 @@ attempt_error_text(const CallSettings *settings,
 		text = pstrdup(answer->problem ? answer->problem :
 					   answer->content_problem ? answer->content_problem :
 					   "unusable answer");
+	else if (answer->other_message)
+		text = pstrdup(answer->other_message);
 	else
 		text = psprintf("HTTP %ld without an error message", request->http_status);
 
@@ -958,7 +965,10 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->streaming = call->streaming;
 	attempt->retry_after_ms = -1;
 	attempt->backoff_ms = -1;
-	attempt->request_id = request->request_id[0] ? request->request_id : NULL;
+	/* the upstream's id, else a gateway's own: LiteLLM and Portkey name theirs */
+	attempt->request_id = request->request_id[0] ? request->request_id :
+		request->litellm_call_id[0] ? request->litellm_call_id :
+		request->portkey_trace_id[0] ? request->portkey_trace_id : NULL;
 	attempt->prompt_tokens = attempt->completion_tokens = -1;
 	attempt->new_connection = request->new_connection;
 	attempt->role_name = settings->role_name;

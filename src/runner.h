@@ -29,6 +29,7 @@ typedef struct Endpoint
 	char	   *display;		/* for logs and messages: no credentials */
 	char	   *chat_url;		/* path + "/chat/completions" + query */
 	char	   *api_key;		/* NULL: no Authorization header */
+	List	   *extra_headers;	/* "Name: value" strings */
 } Endpoint;
 
 /* Everything a run needs, read from the settings when it starts. */

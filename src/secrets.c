@@ -19,6 +19,13 @@
  * is cached in TopMemoryContext and wiped before it is freed.  No error
  * message quotes a key or a line of the file, only line numbers.
  *
+ * ai_resilience.extra_headers holds "Name: value" lines sent with every
+ * request (Portkey, say, wants x-portkey-provider), or with one endpoint's
+ * when the line starts with "N>" (its 1-based place in
+ * ai_resilience.endpoints).  A value may be a gateway's own key, so it is
+ * hidden as the key is and no error quotes it; an error names the line
+ * number, and for a refused header its name, which is one of a fixed list.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -44,6 +51,16 @@ static struct stat key_file_stat;
 static const char *read_key_file(const char *path);
 static bool same_file_version(const struct stat *a, const struct stat *b);
 static void check_key(const char *key, const char *setting, int line);
+static char *parse_header_line(char *line, int lineno, int nendpoints,
+							   int *endpoint);
+static List *drop_header(List *headers, const char *line);
+static int	header_name_len(const char *line);
+
+/* Headers that ai_resilience.extra_headers may not set: ours, or framing. */
+static const char *const reserved_headers[] = {
+	"Authorization", "Content-Length", "Content-Type", "Host",
+	"Transfer-Encoding"
+};
 
 /*
  * Find the parts of a URL: the authority after "scheme://", the host after
@@ -303,4 +320,150 @@ check_key(const char *key, const char *setting, int line)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an API key in %s%s is shorter than %d bytes",
 						setting, where, MIN_API_KEY_LEN)));
+}
+
+/*
+ * The extra headers for the endpoint at 0-based place 'endpoint' of
+ * 'nendpoints', as a List of palloc'd "Name: value" strings: the lines for
+ * every endpoint, then the endpoint's own lines, each of which replaces an
+ * earlier header of the same name.  Raises an error for a line that cannot
+ * be sent, naming its line number, never its value.
+ */
+List *
+secrets_extra_headers(int endpoint, int nendpoints)
+{
+	char	   *text = pstrdup(air_extra_headers_value);
+	char	   *line;
+	char	   *next;
+	int			lineno = 0;
+	List	   *common = NIL;
+	List	   *own = NIL;
+	ListCell   *lc;
+
+	for (line = text; line != NULL; line = next)
+	{
+		int			target;
+		char	   *header;
+
+		lineno++;
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		header = parse_header_line(line, lineno, nendpoints, &target);
+		if (header == NULL)
+			continue;
+		if (target < 0)
+			common = lappend(common, header);
+		else if (target == endpoint)
+			own = lappend(own, header);
+	}
+	foreach(lc, own)
+		common = drop_header(common, lfirst(lc));
+	return list_concat(common, own);
+}
+
+/*
+ * Check one line of ai_resilience.extra_headers and return its header as
+ * "Name: value" (in place, trimmed), or NULL for an empty or comment line.
+ * *endpoint is the 0-based endpoint of an "N>" line, else -1.
+ */
+static char *
+parse_header_line(char *line, int lineno, int nendpoints, int *endpoint)
+{
+	char	   *end;
+	char	   *c;
+	int			name_len;
+	size_t		i;
+
+	*endpoint = -1;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	end = line + strlen(line);
+	while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	if (*line == '\0' || *line == '#')
+		return NULL;
+	if (isdigit((unsigned char) *line))
+	{
+		long		n = strtol(line, &c, 10);
+
+		if (*c != '>')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of ai_resilience.extra_headers is not \"Name: value\" or \"N> Name: value\"",
+							lineno)));
+		if (n < 1 || n > nendpoints)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of ai_resilience.extra_headers is for endpoint %ld, but ai_resilience.endpoints lists %d",
+							lineno, n, nendpoints)));
+		*endpoint = n - 1;
+		line = c + 1;
+		while (*line == ' ' || *line == '\t')
+			line++;
+	}
+	name_len = header_name_len(line);
+	if (name_len == 0 || line[name_len] != ':')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("line %d of ai_resilience.extra_headers is not \"Name: value\"",
+						lineno),
+				 errdetail("A header name is made of letters, digits and !#$%%&'*+-.^_`|~ and ends with a colon.")));
+	for (i = 0; i < lengthof(reserved_headers); i++)
+		if (strlen(reserved_headers[i]) == (size_t) name_len &&
+			pg_strncasecmp(line, reserved_headers[i], name_len) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of ai_resilience.extra_headers sets %s, which the extension sets itself",
+							lineno, reserved_headers[i]),
+					 errhint("The bearer token goes in ai_resilience.api_key_file.")));
+	c = line + name_len + 1;
+	while (*c == ' ' || *c == '\t')
+		c++;
+	/* libcurl reads an empty value as "remove this header": not ours to do */
+	if (*c == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("line %d of ai_resilience.extra_headers has an empty value",
+						lineno)));
+	for (; *c; c++)
+		if (((unsigned char) *c < ' ' && *c != '\t') || *c == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of ai_resilience.extra_headers has a control character in its value",
+							lineno)));
+	return line;
+}
+
+/*
+ * Length of the header name (RFC 9110 token characters) at the start of
+ * line; 0 if none.
+ */
+static int
+header_name_len(const char *line)
+{
+	int			len = 0;
+
+	while (isalnum((unsigned char) line[len]) ||
+		   (line[len] != '\0' && strchr("!#$%&'*+-.^_`|~", line[len]) != NULL))
+		len++;
+	return len;
+}
+
+/* headers without the ones named as line's header. */
+static List *
+drop_header(List *headers, const char *line)
+{
+	int			name_len = header_name_len(line);
+	ListCell   *lc;
+
+	foreach(lc, headers)
+	{
+		const char *other = lfirst(lc);
+
+		if (header_name_len(other) == name_len &&
+			pg_strncasecmp(other, line, name_len + 1) == 0)
+			headers = foreach_delete_current(headers, lc);
+	}
+	return headers;
 }

@@ -27,5 +27,6 @@ extern void secrets_split_url(const char *url, UrlParts *parts);
 extern int	secrets_url_display(const char *url, char *dest);
 extern char *secrets_chat_url(const char *url);
 extern List *secrets_api_keys(void);
+extern List *secrets_extra_headers(int endpoint, int nendpoints);
 
 #endif							/* AIR_SECRETS_H */

@@ -170,6 +170,21 @@ transport_start(TransportRequest *request)
 		else
 			headers = grown;
 	}
+	if (!out_of_memory && request->extra_headers != NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, request->extra_headers)
+		{
+			grown = curl_slist_append(headers, lfirst(lc));
+			if (grown == NULL)
+			{
+				out_of_memory = true;
+				break;
+			}
+			headers = grown;
+		}
+	}
 	if (out_of_memory)
 	{
 		curl_slist_free_all(headers);
@@ -193,6 +208,8 @@ transport_start(TransportRequest *request)
 	request->retry_after_ms[0] = '\0';
 	request->should_retry[0] = '\0';
 	request->request_id[0] = '\0';
+	request->litellm_call_id[0] = '\0';
+	request->portkey_trace_id[0] = '\0';
 	request->content_type[0] = '\0';
 	request->status_seen = 0;
 	request->started_at = GetCurrentTimestamp();
@@ -878,6 +895,8 @@ on_header(char *data, size_t size, size_t nmemb, void *userdata)
 		{"retry-after-ms", offsetof(TransportRequest, retry_after_ms)},
 		{"x-should-retry", offsetof(TransportRequest, should_retry)},
 		{"x-request-id", offsetof(TransportRequest, request_id)},
+		{"x-litellm-call-id", offsetof(TransportRequest, litellm_call_id)},
+		{"x-portkey-trace-id", offsetof(TransportRequest, portkey_trace_id)},
 		{"content-type", offsetof(TransportRequest, content_type)},
 	};
 	const char *colon;

@@ -10,6 +10,7 @@
 
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
+#include "nodes/pg_list.h"
 
 #include "policy.h"
 
@@ -30,6 +31,7 @@ typedef struct TransportRequest
 	const char *body;
 	size_t		body_len;
 	const char *api_key;		/* NULL or "" sends no Authorization */
+	const List *extra_headers;	/* "Name: value" strings, checked */
 	bool		stream;			/* ask for text/event-stream */
 	long		connect_timeout_ms; /* name resolution, TCP and TLS */
 	long		first_byte_timeout_ms;	/* 0: none */
@@ -52,7 +54,9 @@ typedef struct TransportRequest
 	char		retry_after[TRANSPORT_HEADER_VALUE_SIZE];
 	char		retry_after_ms[TRANSPORT_HEADER_VALUE_SIZE];
 	char		should_retry[TRANSPORT_HEADER_VALUE_SIZE];
-	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];	/* x-request-id */
+	char		litellm_call_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		portkey_trace_id[TRANSPORT_HEADER_VALUE_SIZE];
 	char		content_type[TRANSPORT_HEADER_VALUE_SIZE];
 	int			status_seen;	/* status line's code, as soon as it arrives */
 	TimestampTz started_at;

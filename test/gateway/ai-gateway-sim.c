@@ -560,7 +560,27 @@ typedef struct JournalInfo
 	size_t		body_bytes;
 	unsigned	client_port;
 	const char *auth;		/* NULL -> "-" */
+	struct MHD_Connection *conn;	/* for its x-* headers */
 } JournalInfo;
+
+/* MHD iterator: append an x-* request header to the SBuf as "name: value; ". */
+static enum MHD_Result
+journal_x_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	SBuf	   *sb = cls;
+
+	(void) kind;
+	if (strncasecmp(key, "x-", 2) == 0)
+	{
+		if (sb->len > 0)
+			sb_putn(sb, "; ", 2);
+		sb_putn(sb, key, strlen(key));
+		sb_putn(sb, ": ", 2);
+		sb_putn(sb, value ? value : "", value ? strlen(value) : 0);
+	}
+	return MHD_YES;
+}
 
 /*
  * Allocate the next request sequence number and record the request.  The
@@ -588,6 +608,14 @@ journal_record(const JournalInfo *ji)
 				 ji->client_port);
 	sb_putn(&sb, num, (size_t) n);
 	journal_col(&sb, ji->auth ? ji->auth : "", ji->auth ? strlen(ji->auth) : 0);
+	{
+		SBuf		xh;
+
+		sb_init(&xh, 64);
+		MHD_get_connection_values(ji->conn, MHD_HEADER_KIND, journal_x_header, &xh);
+		journal_col(&sb, xh.data, xh.len);
+		free(xh.data);
+	}
 	sb_putn(&sb, "\n", 1);
 
 	pthread_mutex_lock(&journal_lock);
@@ -675,6 +703,11 @@ typedef enum BehaviourKind
 	B_STREAMERROR,
 	B_STREAMSTALL,				/* arg = stall ms */
 	B_BIGREPLY,					/* arg = content bytes */
+	B_LITELLM_QUOTA,			/* LiteLLM's rewrite of a quota 429 */
+	B_LITELLM_CONTENT,			/* ... of a content-policy 400 */
+	B_LITELLM_CONTEXT,			/* ... of a context-length 400 */
+	B_LITELLM_NODEPLOY,			/* its router's 429; arg = seconds */
+	B_PORTKEY_FAILURE,			/* Portkey's own 400 */
 	B_HOSTILE					/* arg = Hostile */
 } BehaviourKind;
 
@@ -731,6 +764,9 @@ typedef struct Options
 	bool		multiline;		/* streaming: each chunk on two data lines */
 	bool		trickle;		/* streaming: events in small timed pieces */
 	bool		hugenumber;		/* a number no numeric type can hold */
+	bool		litellm;		/* request ids as LiteLLM sends them */
+	bool		portkey;		/* plus Portkey's trace id */
+	bool		norequestid;	/* no x-request-id */
 	UsageKind	usage;
 } Options;
 
@@ -768,6 +804,8 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 		{"nullcontent", B_NULLCONTENT}, {"noretry", B_NORETRY},
 		{"forceretry", B_FORCERETRY}, {"streamcut", B_STREAMCUT},
 		{"streamerror", B_STREAMERROR},
+		{"litellm-quota", B_LITELLM_QUOTA}, {"litellm-content", B_LITELLM_CONTENT},
+		{"litellm-context", B_LITELLM_CONTEXT}, {"portkey-failure", B_PORTKEY_FAILURE},
 	};
 	size_t		i;
 
@@ -807,6 +845,7 @@ parse_behaviour(const char *s, size_t n, Behaviour *b)
 	ARG_BEHAVIOUR("ratelimitdate-", B_RATELIMITDATE, 999999999L);
 	ARG_BEHAVIOUR("streamstall-", B_STREAMSTALL, SIM_MAX_MS);
 	ARG_BEHAVIOUR("bigreply-", B_BIGREPLY, SIM_MAX_BIGREPLY);
+	ARG_BEHAVIOUR("litellm-nodeploy-", B_LITELLM_NODEPLOY, 999999999L);
 #undef ARG_BEHAVIOUR
 	if (has_prefix(s, n, "twostep-"))
 	{
@@ -853,6 +892,12 @@ parse_option(const char *s, size_t n, Options *o)
 		o->trickle = true;
 	else if (equals(s, n, "hugenumber"))
 		o->hugenumber = true;
+	else if (equals(s, n, "litellm"))
+		o->litellm = true;
+	else if (equals(s, n, "portkey"))
+		o->portkey = true;
+	else if (equals(s, n, "norequestid"))
+		o->norequestid = true;
 	else if (equals(s, n, "usage-negative"))
 		o->usage = USAGE_NEGATIVE;
 	else if (equals(s, n, "usage-max"))
@@ -1018,6 +1063,33 @@ add_request_id(struct MHD_Response *r, uint64_t seq)
 		return;
 	snprintf(v, sizeof(v), "req-%" PRIu64, seq);
 	MHD_add_response_header(r, "x-request-id", v);
+}
+
+/*
+ * Add the request ids of a chat answer: x-request-id, or with the litellm
+ * option LiteLLM's x-litellm-call-id and the upstream's id as
+ * llm_provider-x-request-id; the portkey option adds x-portkey-trace-id;
+ * norequestid leaves x-request-id out.
+ */
+static void
+add_gateway_ids(struct MHD_Response *r, uint64_t seq, const Options *o)
+{
+	char		v[48];
+
+	if (o->litellm)
+	{
+		snprintf(v, sizeof(v), "litellm-%" PRIu64, seq);
+		MHD_add_response_header(r, "x-litellm-call-id", v);
+		snprintf(v, sizeof(v), "req-%" PRIu64, seq);
+		MHD_add_response_header(r, "llm_provider-x-request-id", v);
+	}
+	else if (!o->norequestid)
+		add_request_id(r, seq);
+	if (o->portkey)
+	{
+		snprintf(v, sizeof(v), "trace-%" PRIu64, seq);
+		MHD_add_response_header(r, "x-portkey-trace-id", v);
+	}
 }
 
 /* Write an OpenAI-style error object; NULL param/code become JSON null. */
@@ -1212,6 +1284,43 @@ build_error_answer(const Behaviour *b, const char *model, const char *auth,
 			status = 400;
 			error_json(&sb, "Your request was rejected as a result of our safety system.",
 					   "invalid_request_error", NULL, "content_policy_violation");
+			break;
+		case B_LITELLM_QUOTA:
+			status = 429;
+			error_json(&sb, "litellm.RateLimitError: RateLimitError: OpenAIException - Error code: 429 - "
+					   "{'error': {'message': 'You exceeded your current quota, please check your plan and "
+					   "billing details.', 'type': 'insufficient_quota', 'param': None, "
+					   "'code': 'insufficient_quota'}}", NULL, NULL, "429");
+			break;
+		case B_LITELLM_CONTENT:
+			status = 400;
+			error_json(&sb, "litellm.ContentPolicyViolationError: litellm.ContentPolicyViolationError: "
+					   "OpenAIException - Your request was rejected as a result of our safety system.",
+					   NULL, NULL, "400");
+			break;
+		case B_LITELLM_CONTEXT:
+			status = 400;
+			error_json(&sb, "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+					   "OpenAIException - Error code: 400 - This request exceeds the model's window.",
+					   NULL, NULL, "400");
+			break;
+		case B_LITELLM_NODEPLOY:
+			status = 429;
+			{
+				SBuf		m;
+
+				sb_init(&m, 160 + strlen(model));
+				sb_printf(&m, "No deployments available for selected model, Try again in %ld seconds. "
+						  "Passed model=%s. pre-call-checks=False, allowed_model_region=n/a, "
+						  "cooldown_list=[]", b->arg, model);
+				error_json(&sb, m.data, NULL, NULL, "429");
+				free(m.data);
+			}
+			break;
+		case B_PORTKEY_FAILURE:
+			status = 400;
+			sb_puts(&sb, "{\"status\":\"failure\",\"message\":"
+					"\"Either x-portkey-config or x-portkey-provider header is required\"}");
 			break;
 		case B_NORETRY:
 			status = 500;
@@ -2122,6 +2231,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	ji.body_bytes = ctx->total;
 	ji.client_port = client_port(conn);
 	ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	ji.conn = conn;
 
 	/* validate the request; every failure is a 400 (413 when too big) */
 	{
@@ -2403,7 +2513,7 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	free(scratch.data);
 	if (r == NULL)
 		return MHD_NO;
-	add_request_id(r, seq);
+	add_gateway_ids(r, seq, &o);
 
 	/* delays go before the status line; this is the connection's own thread */
 	{
@@ -2440,6 +2550,7 @@ handle_models(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	ji.body_bytes = ctx->total;
 	ji.client_port = client_port(conn);
 	ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	ji.conn = conn;
 
 	/* a "down gateway" prefix also fails model listing, if it always fails */
 	if (ep->has_override)
@@ -2606,6 +2717,7 @@ dispatch(struct MHD_Connection *conn, const char *url, const char *method, ReqCt
 		ji.status = 404;
 		ji.body_bytes = ctx->total;
 		ji.client_port = client_port(conn);
+		ji.conn = conn;
 		ji.auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 											  MHD_HTTP_HEADER_AUTHORIZATION);
 		seq = journal_record(&ji);

@@ -285,16 +285,36 @@ control up >/dev/null
 chat m-in hi "" /gw-out
 check "control/up without arguments brings every prefix back" code_is 200
 
+# gateways' shapes: LiteLLM's rewritten errors and ids, Portkey's failure and trace id
+chat litellm-quota
+check "litellm-quota: 429, code \"429\", type null, the quota in the message" eval 'code_is 429 && body_has "\"type\":null" && body_has "\"code\":\"429\"" && body_has "You exceeded your current quota"'
+chat litellm-content
+check "litellm-content: 400 ContentPolicyViolationError, code \"400\"" eval 'code_is 400 && body_has "litellm.ContentPolicyViolationError" && body_has "\"code\":\"400\""'
+chat litellm-context
+check "litellm-context: 400 ContextWindowExceededError" eval 'code_is 400 && body_has "litellm.ContextWindowExceededError"'
+chat litellm-nodeploy-7
+check "litellm-nodeploy-7: 429 'Try again in 7 seconds', no Retry-After" eval 'code_is 429 && body_has "Try again in 7 seconds" && hdr_lacks "^retry-after"'
+chat portkey-failure
+check "portkey-failure: 400 {status:failure,message}" eval 'code_is 400 && body_has "{\"status\":\"failure\",\"message\":\"Either x-portkey-config"'
+chat ok+litellm
+check "+litellm: x-litellm-call-id and llm_provider-x-request-id, no x-request-id" eval 'code_is 200 && hdr_has "^x-litellm-call-id: litellm-[0-9]+$" && hdr_has "^llm_provider-x-request-id: req-[0-9]+$" && hdr_lacks "^x-request-id"'
+chat litellm-quota+litellm
+check "+litellm on an error too" eval 'code_is 429 && hdr_has "^x-litellm-call-id: litellm-[0-9]+$"'
+chat ok+portkey
+check "+portkey: x-portkey-trace-id next to x-request-id" eval 'code_is 200 && hdr_has "^x-portkey-trace-id: trace-[0-9]+$" && hdr_has "^x-request-id: req-[0-9]+$"'
+chat ok+portkey+norequestid
+check "+norequestid: no x-request-id" eval 'code_is 200 && hdr_has "^x-portkey-trace-id: trace-[0-9]+$" && hdr_lacks "^x-request-id"'
+
 # journal: reset, then a known sequence on one keep-alive connection
 reset_journal >/dev/null
-curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' \
+curl -s -m 5 -o /dev/null -H 'Authorization: Bearer sk-j' -H 'X-Trace: a' -H 'x-b: 2' \
 	--data-binary '{"model":"status-503","messages":[{"role":"user","content":"j"}]}' "$BASE/gw9/v1/chat/completions" \
 	--next -s -m 5 -o /dev/null "$BASE/v1/models"
 curl -s -m 5 "$BASE/journal" > "$TMP/j"
 check "journal: two lines after reset" eval '[ "$(wc -l < "$TMP/j")" = 2 ]'
-check "journal: eleven tab-separated columns" eval '[ "$(awk -F"\t" "{print NF}" "$TMP/j" | sort -u)" = 11 ]'
-check "journal: chat line columns" eval 'cut -f2- "$TMP/j" | head -1 | grep -qP "^/gw9\tPOST\tchat/completions\tstatus-503\t1\t503\tf\t[0-9]+\t[0-9]+\tBearer sk-j$"'
-check "journal: models line columns" eval 'cut -f2- "$TMP/j" | tail -1 | grep -qP "^-\tGET\tmodels\t-\t0\t200\tf\t0\t[0-9]+\t-$"'
+check "journal: twelve tab-separated columns" eval '[ "$(awk -F"\t" "{print NF}" "$TMP/j" | sort -u)" = 12 ]'
+check "journal: chat line columns" eval 'cut -f2- "$TMP/j" | head -1 | grep -qP "^/gw9\tPOST\tchat/completions\tstatus-503\t1\t503\tf\t[0-9]+\t[0-9]+\tBearer sk-j\tX-Trace: a; x-b: 2$"'
+check "journal: models line columns" eval 'cut -f2- "$TMP/j" | tail -1 | grep -qP "^-\tGET\tmodels\t-\t0\t200\tf\t0\t[0-9]+\t-\t-$"'
 check "journal: ordered by seq" eval '[ "$(cut -f1 "$TMP/j" | sort -n | tr "\n" " ")" = "$(cut -f1 "$TMP/j" | tr "\n" " ")" ]'
 check "journal: keep-alive reuses the client port" eval '[ "$(cut -f10 "$TMP/j" | sort -u | wc -l)" = 1 ]'
 

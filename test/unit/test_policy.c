@@ -8,6 +8,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -175,6 +176,81 @@ test_classify(void)
 		  "an unparsable chunk is a retryable bad_response");
 }
 
+/*
+ * Errors as gateways rewrite them: LiteLLM 1.44 puts the status in
+ * error.code and nulls error.type (the messages are its own, with the
+ * upstream error quoted inside); Portkey's own errors have no error object.
+ */
+static void
+test_gateway_errors(void)
+{
+	static const char litellm_quota[] =
+		"litellm.RateLimitError: RateLimitError: OpenAIException - Error code: 429 - "
+		"{'error': {'message': 'You exceeded your current quota, please check your plan and "
+		"billing details.', 'type': 'insufficient_quota', 'param': None, 'code': 'insufficient_quota'}}";
+	static const char litellm_rate[] =
+		"litellm.RateLimitError: RateLimitError: OpenAIException - Error code: 429 - "
+		"{'error': {'message': 'Rate limit reached for gpt-4o-mini on requests per min (RPM): "
+		"Limit 3, Used 3, Requested 1. Please try again in 20s.', 'type': 'requests', "
+		"'param': None, 'code': 'rate_limit_exceeded'}}";
+	static const char litellm_no_deployments[] =
+		"No deployments available for selected model, Try again in 60 seconds. Passed "
+		"model=gpt-4o. pre-call-checks=False, allowed_model_region=n/a, cooldown_list=[]";
+	static const char litellm_content[] =
+		"litellm.ContentPolicyViolationError: litellm.ContentPolicyViolationError: "
+		"OpenAIException - Your request was rejected as a result of our safety system.";
+	static const char litellm_context[] =
+		"litellm.ContextWindowExceededError: litellm.BadRequestError: OpenAIException - "
+		"Error code: 400 - This request exceeds the model's window.";
+	static const char portkey_failure[] =
+		"Either x-portkey-config or x-portkey-provider header is required";
+	bool		retryable;
+
+	check(classify_http(429, "429", litellm_quota, NULL, &retryable) == CLASS_QUOTA &&
+		  !retryable, "LiteLLM's quota 429 (code \"429\") is quota, not retried");
+	check(classify_http(429, NULL, litellm_quota, NULL, &retryable) == CLASS_QUOTA &&
+		  !retryable, "a quota 429 without a code is quota, not retried");
+	check(classify_http(429, "rate_limit_exceeded", "You exceeded your current quota",
+						NULL, &retryable) == CLASS_RATE_LIMITED && retryable,
+		  "a named code wins over the message");
+	check(classify_http(429, "429", litellm_rate, NULL, &retryable) == CLASS_RATE_LIMITED &&
+		  retryable, "LiteLLM's rate-limit 429 stays a retryable rate_limited");
+	check(classify_http(429, "429", litellm_no_deployments, NULL, &retryable) ==
+		  CLASS_RATE_LIMITED && retryable,
+		  "LiteLLM's no-deployments 429 is a retryable rate_limited");
+	check(classify_http(400, "400", litellm_content, NULL, &retryable) ==
+		  CLASS_CONTENT_POLICY && !retryable,
+		  "LiteLLM's ContentPolicyViolationError is content_policy");
+	check(classify_http(400, "invalid_request", litellm_content, NULL, &retryable) ==
+		  CLASS_BAD_REQUEST, "a named code keeps a 400 bad_request whatever the message");
+	check(classify_http(400, "400", litellm_context, NULL, &retryable) ==
+		  CLASS_CONTEXT_LENGTH && !retryable,
+		  "LiteLLM's ContextWindowExceededError is context_length");
+	check(classify_http(400, NULL, portkey_failure, NULL, &retryable) ==
+		  CLASS_BAD_REQUEST && !retryable,
+		  "Portkey's own failure is a bad_request");
+
+	check(policy_retry_after_in_message(429, litellm_no_deployments) == 60000,
+		  "\"Try again in 60 seconds\" asks for 60 s");
+	check(policy_retry_after_in_message(429, litellm_rate) == 20000,
+		  "\"try again in 20s.\" asks for 20 s");
+	check(policy_retry_after_in_message(429, "Please try again in 1.5s") == 1500,
+		  "fractions of seconds count");
+	check(policy_retry_after_in_message(429, "Please try again in 20ms") == 20,
+		  "milliseconds count");
+	check(policy_retry_after_in_message(429, "try again in 5 minutes") == -1,
+		  "minutes are not read");
+	check(policy_retry_after_in_message(429, "try again in 0 seconds") == -1,
+		  "zero is no wait");
+	check(policy_retry_after_in_message(429, "try again in later") == -1,
+		  "no number, no wait");
+	check(policy_retry_after_in_message(503, litellm_no_deployments) == -1,
+		  "only a 429's message is read");
+	check(policy_retry_after_in_message(429, NULL) == -1, "no message, no wait");
+	check(policy_retry_after_in_message(429, "try again in 99999999999999999999999 seconds") ==
+		  INT_MAX, "a huge wait saturates (retry_after_max then refuses it)");
+}
+
 /* When the next attempt on a route streams. */
 static void
 test_stream_next(void)
@@ -202,6 +278,10 @@ test_stream_next(void)
 		  "a stream that broke off after its 200 keeps streaming");
 	check(policy_stream_next(CLASS_RESET, 0, true, false, true),
 		  "a streamed attempt without any status keeps streaming");
+	check(policy_stream_next(CLASS_TIMEOUT, 408, false, false, true),
+		  "a 408 (LiteLLM's rewrite of a 524) switches to streaming");
+	check(!policy_stream_next(CLASS_TIMEOUT, 408, false, false, false),
+		  "not without stream_on_timeout");
 }
 
 /* Backoff doubling, its cap, and the jitter's range. */
@@ -390,6 +470,7 @@ main(void)
 	test_retry_after();
 	test_decide();
 	test_stream_next();
+	test_gateway_errors();
 	test_routes();
 	printf("1..%d\n", checks_run);
 	printf("%d passed, %d failed\n", checks_run - checks_failed, checks_failed);
