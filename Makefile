@@ -61,11 +61,11 @@ $(OBJS): $(wildcard src/*.h)
 
 # Unit tests of the pure policy code: no server, no network.  COPT applies
 # as to the extension (-Werror, sanitizers).
-test/unit/test_policy: test/unit/test_policy.c src/policy.c src/policy.h
+test/unit/test_policy: test/unit/test_policy.c test/unit/unit_check.h src/policy.c src/policy.h
 	$(CC) -std=gnu99 -Wall -Wextra -O2 $(COPT) -Isrc -o $@ test/unit/test_policy.c src/policy.c -lm
 
 # Unit tests of the pure circuit breaker.
-test/unit/test_breaker: test/unit/test_breaker.c src/breaker.c src/breaker.h src/policy.h
+test/unit/test_breaker: test/unit/test_breaker.c test/unit/unit_check.h src/breaker.c src/breaker.h src/policy.h
 	$(CC) -std=gnu99 -Wall -Wextra -O2 $(COPT) -Isrc -o $@ test/unit/test_breaker.c src/breaker.c
 
 unitcheck: test/unit/test_policy test/unit/test_breaker

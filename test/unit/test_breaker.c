@@ -12,26 +12,15 @@
 #include <string.h>
 
 #include "breaker.h"
+#include "unit_check.h"
 
 #define SEC		((int64_t) 1000000)
 
-static int	checks_run = 0;
-static int	checks_failed = 0;
 
 /* consecutive failures only: the window's rate and retry budget off */
 static const BreakerSettings settings = {3, 5000, 60000, 60000, 0, 10, -1, 3};
 /* the defaults */
 static const BreakerSettings defaults = {3, 5000, 60000, 60000, 50, 10, 20, 3};
-
-/* Record one check. */
-static void
-check(int ok, const char *description)
-{
-	checks_run++;
-	if (!ok)
-		checks_failed++;
-	printf("%sok %d - %s\n", ok ? "" : "not ", checks_run, description);
-}
 
 /* Record n failures of one kind, none a probe. */
 static void
@@ -237,7 +226,5 @@ main(void)
 	test_cycle();
 	test_cooldowns();
 	test_window();
-	printf("1..%d\n", checks_run);
-	printf("%d passed, %d failed\n", checks_run - checks_failed, checks_failed);
-	return checks_failed == 0 ? 0 : 1;
+	return checks_done();
 }

@@ -13,19 +13,8 @@
 #include <string.h>
 
 #include "policy.h"
+#include "unit_check.h"
 
-static int	checks_run = 0;
-static int	checks_failed = 0;
-
-/* Record one check. */
-static void
-check(int ok, const char *description)
-{
-	checks_run++;
-	if (!ok)
-		checks_failed++;
-	printf("%sok %d - %s\n", ok ? "" : "not ", checks_run, description);
-}
 
 /* Classify an HTTP response with an optional error code and header. */
 static AttemptClass
@@ -472,7 +461,5 @@ main(void)
 	test_stream_next();
 	test_gateway_errors();
 	test_routes();
-	printf("1..%d\n", checks_run);
-	printf("%d passed, %d failed\n", checks_run - checks_failed, checks_failed);
-	return checks_failed == 0 ? 0 : 1;
+	return checks_done();
 }
