@@ -1,4 +1,4 @@
--- Upgrades: version 0.1.0 created, given log rows, then updated with
+-- Upgrades: versions 0.1.0 and 0.2.0 created, given log rows, then updated with
 -- ALTER EXTENSION ... UPDATE has the same objects as a fresh install of the
 -- current version (compared in the catalogs, line by line), and keeps its
 -- rows.  Each installation gets a database of its own: an extension exists
@@ -116,6 +116,24 @@ SELECT count(*) AS planted_calls FROM planted_calls;
 SELECT string_agg(kind || ': ' || line, E'\n' ORDER BY kind, line) AS upgraded
 FROM (:describe) d \gset
 
+-- 0.2.0 (installed through 0.1.0's script and the 0.1.0--0.2.0 update, as
+-- PostgreSQL does when a version has no install script of its own), then
+-- updated to the current version.
+CREATE DATABASE air_upgrade_mid;
+\c air_upgrade_mid
+SET client_min_messages = warning;
+CREATE EXTENSION pg_ai_resilience VERSION '0.2.0';
+RESET client_min_messages;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ai_resilience';
+SELECT set_config('ai_resilience.endpoints', :'sim' || '/v1', false) IS NOT NULL AS set;
+SELECT ai_chat('before the update', ARRAY['ok']);
+SELECT ai_flush_log() AS flushed;
+ALTER EXTENSION pg_ai_resilience UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ai_resilience';
+SELECT id, model, outcome, session_role = session_user AS session_role FROM ai_call_log ORDER BY id;
+SELECT string_agg(kind || ': ' || line, E'\n' ORDER BY kind, line) AS upgraded_mid
+FROM (:describe) d \gset
+
 -- a fresh install of the current version
 CREATE DATABASE air_upgrade_new;
 \c air_upgrade_new
@@ -132,7 +150,13 @@ FROM regexp_split_to_table(:'upgraded', E'\n') u
 EXCEPT SELECT kind || ': ' || line FROM (:describe) d;
 SELECT kind || ': ' || line AS only_in_fresh_install FROM (:describe) d
 EXCEPT SELECT regexp_split_to_table(:'upgraded', E'\n');
+SELECT u AS only_after_update_from_0_2_0
+FROM regexp_split_to_table(:'upgraded_mid', E'\n') u
+EXCEPT SELECT kind || ': ' || line FROM (:describe) d;
+SELECT kind || ': ' || line AS only_in_fresh_install_not_0_2_0 FROM (:describe) d
+EXCEPT SELECT regexp_split_to_table(:'upgraded_mid', E'\n');
 
 \c :regress_db
 DROP DATABASE air_upgrade_old WITH (FORCE);
+DROP DATABASE air_upgrade_mid WITH (FORCE);
 DROP DATABASE air_upgrade_new WITH (FORCE);

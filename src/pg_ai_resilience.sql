@@ -44,7 +44,10 @@ CREATE TABLE @extschema@.ai_call_log (
     ttft_ms           double precision,
     response_bytes    integer,
     session_role      name,
-    skipped_routes    text
+    skipped_routes    text,
+    application_name  text,
+    tag               text,
+    provider_request_id text
 );
 ALTER SEQUENCE @extschema@.ai_call_log_id_seq OWNED BY @extschema@.ai_call_log.id;
 
@@ -59,6 +62,12 @@ COMMENT ON COLUMN @extschema@.ai_call_log.session_role IS
     'session_user of the call: the role that logged in (or SET SESSION AUTHORIZATION); NULL in rows from version 0.1.0';
 COMMENT ON COLUMN @extschema@.ai_call_log.skipped_routes IS
     'The open routes the call passed over, without a request, just before this attempt, with their state';
+COMMENT ON COLUMN @extschema@.ai_call_log.application_name IS
+    'application_name of the calling session at call time; NULL in rows from versions before 0.3.0';
+COMMENT ON COLUMN @extschema@.ai_call_log.tag IS
+    'ai_resilience.tag of the calling session at call time (NULL when unset)';
+COMMENT ON COLUMN @extschema@.ai_call_log.provider_request_id IS
+    'The upstream provider''s request id a gateway forwards (LiteLLM: llm_provider-x-request-id); request_id is the gateway''s own';
 
 -- pg_dump keeps the log and the sequence's position.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_call_log'::pg_catalog.regclass, '');
