@@ -136,6 +136,18 @@ SELECT chat_or_record('p', ARRAY['status-401', 'status-403']);
 SET ai_resilience.deadline = '300ms';
 SELECT chat_or_record('p', ARRAY['hang', 'hang']);
 RESET ai_resilience.deadline;
+-- a batch that on_error => 'raise' ends names its failed prompt's call
+DO $$
+DECLARE
+    detail text;
+BEGIN
+    PERFORM * FROM ai_chat_batch(ARRAY['sim:status-403 p'], ARRAY['ok'], on_error => 'raise');
+EXCEPTION WHEN SQLSTATE 'RA001' THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    INSERT INTO failed_calls
+    VALUES (substring(detail from '^call_id ([0-9a-f-]{36})')::uuid, 'RA001 batch', detail);
+END;
+$$;
 SELECT ai_chat('p', ARRAY['ok']) AS answer;
 SELECT ai_flush_log() AS flushed;
 SELECT f.sqlstate, regexp_replace(f.detail, '[0-9a-f-]{36}', '<call_id>') AS detail,
