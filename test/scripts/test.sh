@@ -89,27 +89,17 @@ regress() {
     passed=$((passed + ok)); failed=$((failed + bad))
 }
 
-# make prove_installcheck as postgres (PostgreSQL refuses root), from a copy
-# of the checkout postgres owns; $1 names the log, the rest are environment
-# settings for the run and the clusters it starts.
-tap() {
-    local log=test/results/$1.log tapdir status ok bad
-    shift
-    echo "== TAP tests"
+# Run a TAP step as postgres (PostgreSQL refuses root) from a copy of the
+# checkout postgres owns and count its results; $1 names the log, $2 is the
+# function run in the copy, the rest are environment settings for the run
+# and the clusters it starts.
+tap_step() {
+    local log=test/results/$1.log step=$2 tapdir status ok bad
+    shift 2
     tapdir=$(mktemp -d /tmp/pg_ai_resilience_tap.XXXXXX)
     tar -c --exclude=./.git --exclude=./test/results . | tar -x -C "$tapdir"
     chown -R postgres: "$tapdir"
-    (
-        cd "$tapdir" || exit 1
-        runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
-            make -s prove_installcheck PROVE_FLAGS=-v
-        rc=$?
-        # name resolution against a name server that never answers
-        "$top/test/scripts/blackhole_dns.sh" runuser -u postgres -- \
-            env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
-            make -s prove_installcheck PROVE_FLAGS=-v 'PROVE_TESTS=test/t/dns/*.pl' || rc=1
-        exit $rc
-    ) > "$log" 2>&1 9>&-
+    ( cd "$tapdir" && "$step" "$@" ) > "$log" 2>&1 9>&-
     status=$?
     grep -E '^(ok|not ok) ' "$log"
     tail -3 "$log"
@@ -122,6 +112,48 @@ tap() {
     fi
     passed=$((passed + ok)); failed=$((failed + bad))
     [ "$status" -eq 0 ] && rm -rf "$tapdir"
+}
+
+# make prove_installcheck as postgres, through the command $1 ("command" or a
+# wrapper); $2 is the make argument that names the tests, the rest are
+# environment settings.
+prove_as_postgres() {
+    local wrapper=$1 tests=$2
+    shift 2
+    $wrapper runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
+        make -s prove_installcheck PROVE_FLAGS=-v "$tests"
+}
+
+# The TAP tests of test/t, then those of test/t/dns, which resolve names
+# against a name server that never answers.
+tap_tests() {
+    local rc=0
+    prove_as_postgres command 'PROVE_TESTS=test/t/*.pl' "$@" || rc=1
+    prove_as_postgres "$top/test/scripts/blackhole_dns.sh" 'PROVE_TESTS=test/t/dns/*.pl' "$@" || rc=1
+    return $rc
+}
+
+# The TAP tests of test/t and test/t/dns; $1 names the log, the rest are
+# environment settings.
+tap() {
+    echo "== TAP tests"
+    tap_step "$1" tap_tests "${@:2}"
+}
+
+# The interop stage: the TAP tests of test/t/interop against real gateways
+# from npm, installed at the exact versions of test/interop/package-lock.json
+# (npm ci: no newer version slips in).  An npm registry out of reach fails
+# the stage: it is never skipped.
+interop() {
+    local log=test/results/interop-npm.log
+    echo "== interop tests (real gateways from npm)"
+    if ! npm ci --prefix test/interop --ignore-scripts --no-audit --no-fund > "$log" 2>&1 9>&-; then
+        echo "not ok - npm ci in test/interop failed (is the npm registry reachable?):"
+        tail -20 "$log"
+        failed=$((failed + 1))
+        return
+    fi
+    tap_step interop prove_as_postgres command 'PROVE_TESTS=test/t/interop/*.pl'
 }
 
 # The sanitizer stage.  PostgreSQL itself is not instrumented, so its
@@ -177,6 +209,7 @@ stage_plain() {
 
     regress regress
     tap tap
+    interop
 }
 
 for stage in "${stages[@]}"; do
