@@ -200,22 +200,25 @@ for my $case ([ 'ratelimit-1', 1000 ], [ 'ratelimitms-700', 700 ])
 
 # Fallback inside Portkey (a config with strategy fallback): the first
 # target is down, the second answers; the log shows one successful attempt
-# while two requests went upstream.
+# while two requests went upstream.  With a config, the upstream key is the
+# config's: Portkey does not forward our Authorization header.
+my $config_key = 'sk-in-portkey-config';
 my $config = qq({"strategy":{"mode":"fallback"},"targets":[)
-  . qq({"provider":"openai","api_key":"$key","custom_host":"$sim/status-503/v1"},)
-  . qq({"provider":"openai","api_key":"$key","custom_host":"$sim/gw2/v1"}]});
+  . qq({"provider":"openai","api_key":"$config_key","custom_host":"$sim/status-503/v1"},)
+  . qq({"provider":"openai","api_key":"$config_key","custom_host":"$sim/gw2/v1"}]});
 is(call("x-portkey-config: $config", q{SELECT ai_chat('p', ARRAY['ok'])}), 'echo: p',
 	"Portkey's fallback: the second target answers");
 my $up = upstream();
-my ($second) = $up =~ /^\d+ \/status-503 ok 503 f Bearer \Q$key\E -\n(\d+) \/gw2 ok 200 f Bearer \Q$key\E -$/;
-ok($second, "Portkey's fallback: two requests upstream, the 503 then the 200")
+my ($second) = $up =~
+  /^\d+ \/status-503 ok 503 f Bearer $config_key -\n(\d+) \/gw2 ok 200 f Bearer $config_key -$/;
+ok($second, "Portkey's fallback: two requests upstream, the 503 then the 200, with the config's key")
   or diag($up);
 is(logged(q{code || ' ' || outcome || ' ' || request_id}), "200 success req-" . ($second // ''),
 	"Portkey's fallback: one attempt logged, the answering upstream's request id");
 
 # Retries stack: a Portkey retry config behind our retries.  One attempt of
 # ours (max_retries 0) is two upstream requests.
-$config = qq({"retry":{"attempts":1},"provider":"openai","api_key":"$key","custom_host":"$sim/v1"});
+$config = qq({"retry":{"attempts":1},"provider":"openai","api_key":"$config_key","custom_host":"$sim/v1"});
 call("x-portkey-config: $config", q{SET ai_resilience.max_retries = 0;
 	SELECT ai_chat('p', ARRAY['status-500'], on_error => 'null')});
 is(logged($cols), '0 status-500 500 http_5xx failed -',
