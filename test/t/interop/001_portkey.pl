@@ -96,8 +96,8 @@ sub call
 	return $out;
 }
 
-# The attempts logged since the last look, one "|"-joined row per line,
-# with the gateway's address shown as PORTKEY; the log is emptied.
+# The attempts logged since the last look (the given columns as one text),
+# one per line; the log is emptied.
 sub logged
 {
 	my ($columns) = @_;
@@ -105,7 +105,6 @@ sub logged
 	my $rows = $node->safe_psql('postgres',
 		"SELECT $columns FROM ai_call_log ORDER BY id");
 	$node->safe_psql('postgres', 'TRUNCATE ai_call_log');
-	$rows =~ s/\Q$portkey\E/PORTKEY/g;
 	return $rows;
 }
 
@@ -130,8 +129,10 @@ journal_reset();
 # did not.
 is(call($route, q{SELECT ai_chat('through portkey', ARRAY['ok'])}),
 	'echo: through portkey', 'chat: the answer comes through Portkey');
-my ($seq) = upstream() =~ /^(\d+) - ok 200 f Bearer \Q$key\E -$/
-  or fail('chat: one request upstream, the key forwarded, no x-portkey header');
+my $chat_up = upstream();
+my ($seq) = $chat_up =~ /^(\d+) - ok 200 f Bearer \Q$key\E -$/;
+ok(defined $seq, 'chat: one request upstream, our key forwarded, no x-portkey header')
+  or diag($chat_up);
 is(logged(qq{$cols || ' ' || request_id || ' ' || model_returned || ' '
 	|| prompt_tokens || ' ' || completion_tokens}),
 	"0 ok 200 - success - req-$seq ok 2 3",
