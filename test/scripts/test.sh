@@ -90,9 +90,10 @@ regress() {
 }
 
 # Run a TAP step as postgres (PostgreSQL refuses root) from a copy of the
-# checkout postgres owns and count its results; $1 names the log, $2 is the
-# function run in the copy, the rest are environment settings for the run
-# and the clusters it starts.
+# checkout postgres owns; show and count its results, and show the known
+# upstream bugs its tests print ("# KNOWN UPSTREAM BUG").  $1 names the
+# log, $2 is the function run in the copy, the rest are environment
+# settings for the run and the clusters it starts.
 tap_step() {
     local log=test/results/$1.log step=$2 tapdir status ok bad
     shift 2
@@ -101,7 +102,7 @@ tap_step() {
     chown -R postgres: "$tapdir"
     ( cd "$tapdir" && "$step" "$@" ) > "$log" 2>&1 9>&-
     status=$?
-    grep -E '^(ok|not ok) ' "$log"
+    grep -E '^(ok|not ok) |^# KNOWN UPSTREAM BUG' "$log"
     tail -3 "$log"
     ok=$(grep -c '^ok ' "$log")
     bad=$(grep -c '^not ok ' "$log")
@@ -145,7 +146,7 @@ tap() {
 # (npm ci: no newer version slips in).  An npm registry out of reach fails
 # the stage: it is never skipped.
 interop() {
-    local log=test/results/interop-npm.log
+    local log=test/results/interop-npm.log start=$SECONDS
     echo "== interop tests (real gateways from npm)"
     if ! npm ci --prefix test/interop --ignore-scripts --no-audit --no-fund > "$log" 2>&1 9>&-; then
         echo "not ok - npm ci in test/interop failed (is the npm registry reachable?):"
@@ -154,6 +155,7 @@ interop() {
         return
     fi
     tap_step interop prove_as_postgres command 'PROVE_TESTS=test/t/interop/*.pl'
+    echo "interop tests: $((SECONDS - start)) s"
 }
 
 # The sanitizer stage.  PostgreSQL itself is not instrumented, so its
