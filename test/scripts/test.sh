@@ -10,7 +10,9 @@
 #             pg_regress (make installcheck, in a throwaway cluster made by
 #             pg_virtualenv with the extension in shared_preload_libraries)
 #             and the TAP tests of test/t (make prove_installcheck, as the
-#             postgres user).
+#             postgres user); then the interop tests of test/t/interop
+#             against real gateways, installed with npm ci at the versions
+#             test/interop/package-lock.json pins.
 # With no argument both run; "test.sh sanitize" or "test.sh plain" runs one.
 # The plain build is what stays installed.  Prints one "N passed, M failed"
 # line; exits non-zero on any failure.
