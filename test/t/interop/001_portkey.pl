@@ -255,7 +255,7 @@ my $rows = logged(qq{$cols || ' ' || streaming || ' ' || coalesce(error, '-')});
 $up = join(',', map { join ' ', (split / /)[3, 4] } split /\n/, upstream());
 diag("KNOWN UPSTREAM BUG: \@portkey-ai/gateway $version cannot stream on Node "
 	  . `node --version` =~ s/\s+//r
-	  . ' (Portkey issues #1550, #1389); leave ai_resilience.stream off behind it');
+	  . ' (Portkey issues #1550, #1389); leave ai_resilience.stream and stream_on_timeout off behind it');
 is($streamed, 'NULL', 'streaming (broken upstream): no answer');
 is($rows,
 	"0 ok 500 http_5xx retry - true Something went wrong\n0 ok 500 http_5xx failed - true Something went wrong",
