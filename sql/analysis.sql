@@ -18,6 +18,10 @@ RESET ai_resilience.log_prompts;
 SELECT ai_flush_log() AS flushed;
 -- the calls' tags, as ai_resilience.tag would have set them
 UPDATE ai_call_log SET tag = CASE WHEN prompt IN ('one answer', 'four fails') THEN 'nightly' ELSE 'chat' END;
+-- moved together to the start of this hour, so that no hour or day
+-- boundary falls between them
+UPDATE ai_call_log SET started_at = date_bin('1 hour', now(), '2000-01-01 00:00:00+00') +
+                                    (started_at - (SELECT min(started_at) FROM ai_call_log));
 
 -- The prompt of each call, from its first attempt.
 CREATE VIEW call_prompts AS
@@ -71,7 +75,7 @@ DELETE FROM ai_call_log WHERE model = 'm';
 
 -- ai_route_hourly: per endpoint, model and hour; errors count every error,
 -- failures only the route's own (not a 400 about the request)
-SELECT r.hour = date_bin('1 hour', now(), '2000-01-01 00:00:00+00') AS this_hour,
+SELECT r.hour = (SELECT min(started_at) FROM ai_call_log) AS this_hour,
        replace(r.endpoint, s.url, 'SIM') AS endpoint, r.model, r.attempts, r.calls, r.errors,
        r.failures, r.failure_rate, r.p50_ms <= r.p95_ms AS p50_le_p95, r.prompt_tokens, r.completion_tokens
 FROM ai_route_hourly r, sim s
@@ -81,10 +85,10 @@ ORDER BY r.model;
 SELECT model, attempts, failure_rate
 FROM ai_route_hourly
 WHERE hour > now() - interval '24 hours'
-ORDER BY failure_rate DESC, attempts DESC LIMIT 3;
+ORDER BY failure_rate DESC, attempts DESC, model LIMIT 10;
 
 -- ai_token_usage: tokens per day (UTC) and model; cost only with a price
-SELECT day = (now() AT TIME ZONE 'UTC')::date AS today, model, calls, attempts,
+SELECT day = (SELECT (min(started_at) AT TIME ZONE 'UTC')::date FROM ai_call_log) AS today, model, calls, attempts,
        prompt_tokens, completion_tokens, cost, currency
 FROM ai_token_usage ORDER BY model;
 INSERT INTO ai_model_prices (model, input_per_million, output_per_million, currency)
