@@ -49,10 +49,11 @@ UNION ALL
 SELECT 'constraint', format('%s %s: %s', r.relname, c.conname, pg_get_constraintdef(c.oid))
 FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
 UNION ALL
+-- (one line per function: the newlines of an SQL or PL/pgSQL body as \n)
 SELECT 'function', format('%s returns %s: %s %s, cost %s, rows %s, %s, strict %s, security definer %s, %s %s',
                           f.oid::regprocedure, pg_get_function_result(f.oid), l.lanname,
                           f.provolatile, f.procost, f.prorows, f.proparallel, f.proisstrict,
-                          f.prosecdef, f.probin, f.prosrc)
+                          f.prosecdef, f.probin, replace(f.prosrc, E'\n', '\n'))
 FROM funcs f JOIN pg_language l ON l.oid = f.prolang
 UNION ALL
 SELECT 'function', format('%s arguments: %s', f.oid::regprocedure, pg_get_function_arguments(f.oid))

@@ -21,3 +21,247 @@ COMMENT ON COLUMN @extschema@.ai_call_log.tag IS
     'ai_resilience.tag of the calling session at call time (NULL when unset)';
 COMMENT ON COLUMN @extschema@.ai_call_log.provider_request_id IS
     'The upstream provider''s request id a gateway forwards (LiteLLM: llm_provider-x-request-id); request_id is the gateway''s own';
+
+/*
+ * Analysing the log (0.3.0): views an analyst reads without knowing how
+ * attempts make up a call, a price table, and a support ticket's text.
+ *
+ * They run with the rights of the role that reads them (security_invoker),
+ * so granting one gives nothing more than SELECT on ai_call_log gives: the
+ * reader needs both (README, "Analysing the log").  Each is shaped so that
+ * a filter on its time column (or on call_id) reaches an index of
+ * ai_call_log: ai_calls is not a GROUP BY over the log but one row per
+ * first attempt (its started_at and call_id are the row's own columns, so
+ * their filters use the started_at and call_id indexes), with the call's
+ * other attempts read per call through the call_id index; the grouped
+ * views group by an immutable expression of started_at that an index of
+ * its own covers, since a filter on a grouping column is pushed below the
+ * GROUP BY.  Times are binned in UTC.
+ */
+
+CREATE INDEX ai_call_log_hour_idx ON @extschema@.ai_call_log
+    (pg_catalog.date_bin('01:00:00'::pg_catalog.interval, started_at,
+                         '2000-01-01 00:00:00+00'::pg_catalog.timestamptz));
+CREATE INDEX ai_call_log_day_idx ON @extschema@.ai_call_log
+    (((pg_catalog.timezone('UTC'::pg_catalog.text, started_at))::pg_catalog.date));
+
+-- One row per call, from its first attempt (a call whose first attempt's
+-- row is missing is not shown).
+CREATE VIEW @extschema@.ai_calls WITH (security_invoker = true) AS
+SELECT f.call_id,
+       f.started_at,
+       l.ended_at,
+       (pg_catalog.date_part('epoch'::pg_catalog.text,
+                             l.ended_at OPERATOR(pg_catalog.-) f.started_at)
+        OPERATOR(pg_catalog.*) 1000::pg_catalog.float8) AS latency_ms,
+       l.attempt AS attempts,
+       l.routes,
+       CASE
+           WHEN l.outcome OPERATOR(pg_catalog.=) 'success'::pg_catalog.text THEN 'success'::pg_catalog.text
+           WHEN l.outcome OPERATOR(pg_catalog.<>) 'failed'::pg_catalog.text THEN 'incomplete'::pg_catalog.text
+           WHEN l.error_class OPERATOR(pg_catalog.=) ANY ('{cancelled,deadline}'::pg_catalog.text[]) THEN l.error_class
+           ELSE 'failed'::pg_catalog.text
+       END AS outcome,
+       CASE WHEN l.outcome OPERATOR(pg_catalog.=) 'success'::pg_catalog.text THEN l.model END AS model,
+       CASE WHEN l.outcome OPERATOR(pg_catalog.=) 'success'::pg_catalog.text THEN l.endpoint END AS endpoint,
+       CASE WHEN l.outcome OPERATOR(pg_catalog.=) 'success'::pg_catalog.text THEN l.model_returned END AS model_returned,
+       l.prompt_tokens,
+       l.completion_tokens,
+       f.tag,
+       f.application_name,
+       f.role_name,
+       f.session_role,
+       f.backend_pid,
+       l.error_class AS last_error_class,
+       l.code AS last_code,
+       l.error AS last_error
+FROM @extschema@.ai_call_log f
+CROSS JOIN LATERAL (
+    SELECT a.attempt, a.outcome, a.model, a.endpoint, a.model_returned,
+           a.error_class, a.code, a.error,
+           a.started_at OPERATOR(pg_catalog.+)
+               pg_catalog.make_interval(secs => a.latency_ms OPERATOR(pg_catalog./) 1000::pg_catalog.float8) AS ended_at,
+           -- every route tried has exactly one first try
+           pg_catalog.count(*) FILTER (WHERE a.route_attempt OPERATOR(pg_catalog.=) 1) OVER () AS routes,
+           pg_catalog.sum(a.prompt_tokens) OVER () AS prompt_tokens,
+           pg_catalog.sum(a.completion_tokens) OVER () AS completion_tokens
+    FROM @extschema@.ai_call_log a
+    WHERE a.call_id OPERATOR(pg_catalog.=) f.call_id
+    ORDER BY a.attempt DESC
+    LIMIT 1) l
+WHERE f.attempt OPERATOR(pg_catalog.=) 1;
+
+COMMENT ON VIEW @extschema@.ai_calls IS
+    'One row per call: its first attempt''s start, its last attempt''s end and outcome, attempts, routes, tokens; filters on started_at and call_id use the log''s indexes';
+
+-- Route health over time: one row per hour (UTC), endpoint and model.
+CREATE VIEW @extschema@.ai_route_hourly WITH (security_invoker = true) AS
+SELECT pg_catalog.date_bin('01:00:00'::pg_catalog.interval, l.started_at,
+                           '2000-01-01 00:00:00+00'::pg_catalog.timestamptz) AS hour,
+       l.endpoint,
+       l.model,
+       pg_catalog.count(*) AS attempts,
+       pg_catalog.count(*) FILTER (WHERE l.route_attempt OPERATOR(pg_catalog.=) 1) AS calls,
+       pg_catalog.count(l.error_class) AS errors,
+       pg_catalog.count(*) FILTER (WHERE NOT l.error_class OPERATOR(pg_catalog.=) ANY (
+           '{bad_request,context_length,content_policy,http_4xx,deadline,cancelled}'::pg_catalog.text[])) AS failures,
+       pg_catalog.round(pg_catalog.count(*) FILTER (WHERE NOT l.error_class OPERATOR(pg_catalog.=) ANY (
+           '{bad_request,context_length,content_policy,http_4xx,deadline,cancelled}'::pg_catalog.text[]))::pg_catalog.numeric
+           OPERATOR(pg_catalog./) pg_catalog.count(*)::pg_catalog.numeric, 4) AS failure_rate,
+       pg_catalog.percentile_cont(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY l.latency_ms) AS p50_ms,
+       pg_catalog.percentile_cont(0.95::pg_catalog.float8) WITHIN GROUP (ORDER BY l.latency_ms) AS p95_ms,
+       pg_catalog.sum(l.prompt_tokens) AS prompt_tokens,
+       pg_catalog.sum(l.completion_tokens) AS completion_tokens
+FROM @extschema@.ai_call_log l
+GROUP BY 1, 2, 3;
+
+COMMENT ON VIEW @extschema@.ai_route_hourly IS
+    'Per hour (UTC), endpoint and model: attempts, calls, errors, the route''s failures and failure rate, p50/p95 attempt latency; filter on hour to use ai_call_log_hour_idx';
+
+-- Prices of the models, in a currency per million tokens, kept by the
+-- administrator or a role granted it; a model without a row has no cost.
+CREATE TABLE @extschema@.ai_model_prices (
+    model              text PRIMARY KEY,
+    input_per_million  numeric NOT NULL CHECK (input_per_million OPERATOR(pg_catalog.>=) 0),
+    output_per_million numeric NOT NULL CHECK (output_per_million OPERATOR(pg_catalog.>=) 0),
+    currency           text NOT NULL DEFAULT 'USD',
+    note               text
+);
+
+COMMENT ON TABLE @extschema@.ai_model_prices IS
+    'Price per million prompt (input) and completion (output) tokens of a model, as named in ai_call_log.model; user-editable';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_model_prices'::pg_catalog.regclass, '');
+
+-- Tokens and their cost per day (UTC) and model requested.
+CREATE VIEW @extschema@.ai_token_usage WITH (security_invoker = true) AS
+SELECT u.day,
+       u.model,
+       u.calls,
+       u.attempts,
+       u.prompt_tokens,
+       u.completion_tokens,
+       -- OPERATOR() binds left to right, hence every parenthesis
+       (((COALESCE(u.prompt_tokens, 0::pg_catalog.int8)::pg_catalog.numeric
+              OPERATOR(pg_catalog.*) p.input_per_million)
+         OPERATOR(pg_catalog.+)
+         (COALESCE(u.completion_tokens, 0::pg_catalog.int8)::pg_catalog.numeric
+              OPERATOR(pg_catalog.*) p.output_per_million))
+        OPERATOR(pg_catalog./) 1000000::pg_catalog.numeric) AS cost,
+       p.currency
+FROM (SELECT (pg_catalog.timezone('UTC'::pg_catalog.text, l.started_at))::pg_catalog.date AS day,
+             l.model,
+             pg_catalog.count(*) FILTER (WHERE l.outcome OPERATOR(pg_catalog.=) 'success'::pg_catalog.text) AS calls,
+             pg_catalog.count(*) AS attempts,
+             pg_catalog.sum(l.prompt_tokens) AS prompt_tokens,
+             pg_catalog.sum(l.completion_tokens) AS completion_tokens
+      FROM @extschema@.ai_call_log l
+      GROUP BY 1, 2) u
+LEFT JOIN @extschema@.ai_model_prices p ON p.model OPERATOR(pg_catalog.=) u.model;
+
+COMMENT ON VIEW @extschema@.ai_token_usage IS
+    'Per day (UTC) and model: calls answered, attempts, prompt and completion tokens, and their cost from ai_model_prices (NULL without a price); filter on day to use ai_call_log_day_idx';
+
+-- Readers and price keepers are granted by the administrator.
+REVOKE ALL ON @extschema@.ai_calls FROM PUBLIC;
+REVOKE ALL ON @extschema@.ai_route_hourly FROM PUBLIC;
+REVOKE ALL ON @extschema@.ai_token_usage FROM PUBLIC;
+REVOKE ALL ON @extschema@.ai_model_prices FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.ai_versions(
+    OUT extension  text,
+    OUT libcurl    text,
+    OUT postgresql text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'ai_versions'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.ai_versions() IS
+    'The versions of the extension, of the libcurl loaded (with its TLS library) and of the running server';
+
+/*
+ * The text of a support ticket for one call: what a gateway vendor asks
+ * for, from the log, the versions and the current retry and timeout
+ * settings.  Its secrets stay out by construction: it reads only the log
+ * (whose endpoints carry no credentials and whose gateway text has the
+ * keys redacted) and the settings named in its list, which holds neither
+ * the key, the key file, the extra headers nor the endpoints.  It runs
+ * with the caller's rights: reading it needs SELECT on ai_call_log.
+ */
+CREATE FUNCTION @extschema@.ai_support_bundle(call_id uuid)
+RETURNS text
+LANGUAGE plpgsql STRICT STABLE
+SET search_path = pg_catalog, pg_temp
+AS $bundle$
+DECLARE
+    settings CONSTANT text[] := ARRAY[
+        'max_retries', 'backoff_base', 'backoff_max', 'retry_after_max',
+        'connect_timeout', 'first_byte_timeout', 'request_timeout', 'stream_idle_timeout',
+        'deadline', 'stream', 'stream_on_timeout', 'max_response_bytes',
+        'breaker', 'breaker_failures', 'breaker_cooldown', 'breaker_cooldown_max',
+        'breaker_window', 'breaker_failure_rate', 'breaker_min_requests',
+        'retry_budget', 'retry_budget_min'];
+    lines text[];
+    c record;
+    a record;
+    ver record;
+    s text;
+BEGIN
+    SELECT * INTO c FROM @extschema@.ai_calls x WHERE x.call_id = ai_support_bundle.call_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'call % is not in ai_call_log', call_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Its rows may not be written yet (ai_flush_log()), purged by ai_resilience.log_retention, or in another database.';
+    END IF;
+    ver := @extschema@.ai_versions();
+
+    lines := ARRAY[
+        format('pg_ai_resilience support bundle for call %s', call_id),
+        format('versions: pg_ai_resilience %s, libcurl %s, %s', ver.extension, ver.libcurl, ver.postgresql),
+        format('call: %s after %s attempt(s) on %s route(s), %s UTC to %s UTC (%s ms end to end)',
+                  c.outcome, c.attempts, c.routes, to_char(c.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'),
+                  to_char(c.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), round(c.latency_ms::numeric, 1)),
+        format('caller: application_name %s, tag %s', coalesce(c.application_name, '(none)'), coalesce(c.tag, '(none)'))];
+
+    FOR a IN
+        SELECT l.* FROM @extschema@.ai_call_log l
+        WHERE l.call_id = ai_support_bundle.call_id ORDER BY l.attempt, l.id
+    LOOP
+        lines := lines || ARRAY[
+            '',
+            format('attempt %s: %s UTC, %s ms, route %s try %s, model %s, endpoint %s, streaming %s',
+                      a.attempt, to_char(a.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'),
+                      round(a.latency_ms::numeric, 1), a.route_index, a.route_attempt, a.model, a.endpoint,
+                      CASE WHEN a.streaming THEN 'yes' ELSE 'no' END),
+            format('  result: HTTP %s, error class %s, outcome %s%s%s',
+                      coalesce(a.code::text, '(no response)'), coalesce(a.error_class, '(none)'), a.outcome,
+                      ', retry-after ' || a.retry_after_ms || ' ms', ', waited ' || a.backoff_ms || ' ms before the next'),
+            format('  request_id %s, provider_request_id %s',
+                      coalesce(a.request_id, '(none)'), coalesce(a.provider_request_id, '(none)'))];
+        IF a.error IS NOT NULL THEN
+            lines := lines || format('  error: %s', a.error);
+        END IF;
+        IF a.model_returned IS NOT NULL OR a.finish_reason IS NOT NULL OR a.prompt_tokens IS NOT NULL THEN
+            lines := lines || format('  answer: model %s, finish_reason %s, tokens %s prompt + %s completion',
+                                     coalesce(a.model_returned, '(none)'), coalesce(a.finish_reason, '(none)'),
+                                     coalesce(a.prompt_tokens::text, '?'), coalesce(a.completion_tokens::text, '?'));
+        END IF;
+        IF a.skipped_routes IS NOT NULL THEN
+            lines := lines || format('  skipped before it: %s', a.skipped_routes);
+        END IF;
+    END LOOP;
+
+    lines := lines || ARRAY['', 'settings (the current ones of this session, not necessarily those of the call):'];
+    FOREACH s IN ARRAY settings LOOP
+        lines := lines || format('  ai_resilience.%s = %s', s,
+                                 coalesce(current_setting('ai_resilience.' || s, true), '(not set)'));
+    END LOOP;
+    RETURN array_to_string(lines, E'\n') || E'\n';
+END;
+$bundle$;
+
+COMMENT ON FUNCTION @extschema@.ai_support_bundle(uuid) IS
+    'The text of a support ticket for one call: every attempt (UTC times, model, endpoint, code, error, request ids), the versions and the current retry and timeout settings; no secret';
+
+REVOKE ALL ON FUNCTION @extschema@.ai_versions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ai_support_bundle(uuid) FROM PUBLIC;
