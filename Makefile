@@ -28,7 +28,8 @@ OBJS = \
 	src/log_writer.o \
 	src/runner.o \
 	src/batch_order.o \
-	src/sql_api.o
+	src/sql_api.o \
+	src/probe.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)

@@ -21,3 +21,19 @@ COMMENT ON COLUMN @extschema@.ai_call_log.tag IS
     'ai_resilience.tag of the calling session at call time (NULL when unset)';
 COMMENT ON COLUMN @extschema@.ai_call_log.provider_request_id IS
     'The upstream provider''s request id a gateway forwards (LiteLLM: llm_provider-x-request-id); request_id is the gateway''s own';
+
+-- ai_probe (0.3.0): check the configuration and every endpoint, one row
+-- per check (settings, dns, connect, tls, models, model, chat).  It reveals
+-- the endpoints and, with chat => true, spends tokens: not for PUBLIC.
+CREATE FUNCTION @extschema@.ai_probe(
+    models text[] DEFAULT NULL,
+    chat   boolean DEFAULT false)
+RETURNS TABLE (endpoint text, model text, check_name text, verdict text,
+               elapsed_ms double precision, detail text, hint text)
+AS 'MODULE_PATHNAME', 'ai_probe'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+
+COMMENT ON FUNCTION @extschema@.ai_probe(text[], boolean) IS
+    'Check the settings and every endpoint (name, connection, TLS, GET /models, the models listed) without spending tokens; chat => true also sends one tiny chat per endpoint and model';
+
+REVOKE ALL ON FUNCTION @extschema@.ai_probe(text[], boolean) FROM PUBLIC;
