@@ -382,7 +382,11 @@ probe_endpoint(ProbeOutput *out, const CallSettings *settings,
 			 "the TLS handshake succeeded", NULL);
 
 	/* the model list */
-	if (listed)
+	if (listed && ids == NIL)
+		emit(out, display, NULL, CHECK_MODELS, "warning",
+			 request.elapsed_us / 1000.0, "the endpoint lists no model",
+			 "The key may have access to no model, or the gateway routes none yet; ai_probe(chat => true) tries a chat.");
+	else if (listed)
 		emit(out, display, NULL, CHECK_MODELS, "ok", request.elapsed_us / 1000.0,
 			 psprintf("the endpoint lists %d model%s", list_length(ids),
 					  list_length(ids) == 1 ? "" : "s"), NULL);

@@ -521,6 +521,7 @@ secrets_settings_problems(void)
 
 		problem->message = pstrdup("no AI endpoint is configured");
 		problem->hint = "Set ai_resilience.endpoints, e.g. to 'http://127.0.0.1:8080/v1'.";
+		problem->unset = true;
 		problems = lappend(problems, problem);
 	}
 	if (read_setting(READ_KEYS, 0, &keys, &problems) && urls != NIL)
@@ -532,11 +533,12 @@ secrets_settings_problems(void)
 
 		problem->message = count_problem;
 		problem->hint = SECRETS_KEY_COUNT_HINT;
+		problem->unset = false;
 		problems = lappend(problems, problem);
 	}
 	/* every line is checked, whichever endpoint's headers are asked for */
 	if (read_setting(READ_HEADERS, list_length(urls), &headers, &problems))
-		list_free_deep(headers);
+		list_free(headers);
 	return problems;
 }
 
@@ -580,7 +582,8 @@ read_setting(SettingsReader reader, int nendpoints, List **result,
 
 /*
  * Raise a WARNING for every problem of the settings (see
- * secrets_settings_problems).
+ * secrets_settings_problems), but for endpoints not set yet: a key may
+ * well be set before them.
  */
 void
 secrets_warn_problems(void)
@@ -595,9 +598,11 @@ secrets_warn_problems(void)
 	{
 		SettingsProblem *problem = lfirst(lc);
 
+		if (problem->unset)
+			continue;
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ai_resilience settings cannot work together: %s",
+				 errmsg("ai_resilience settings cannot work: %s",
 						problem->message),
 				 errdetail("Every call fails until the settings are fixed."),
 				 problem->hint ? errhint("%s", problem->hint) : 0));
@@ -630,5 +635,6 @@ add_caught_problem(List **problems, MemoryContext memory)
 	problem = palloc(sizeof(SettingsProblem));
 	problem->message = edata->message;
 	problem->hint = edata->hint;
+	problem->unset = false;
 	*problems = lappend(*problems, problem);
 }

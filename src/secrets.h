@@ -22,6 +22,7 @@ typedef struct SettingsProblem
 {
 	char	   *message;		/* palloc'd; quotes no secret */
 	const char *hint;			/* NULL: none */
+	bool		unset;			/* no endpoint yet: no warning at SET */
 } SettingsProblem;
 
 /* Where the parts of an endpoint URL start, as offsets into it. */
