@@ -496,9 +496,10 @@ secrets_key_count_problem(int nkeys, int nendpoints)
 {
 	if (nkeys <= 1 || nkeys == nendpoints)
 		return NULL;
-	return psprintf("%s lists %d keys for %d endpoints",
+	return psprintf("%s lists %d keys for %d endpoint%s",
 					air_api_key_file[0] ? "ai_resilience.api_key_file" :
-					"ai_resilience.api_key", nkeys, nendpoints);
+					"ai_resilience.api_key", nkeys, nendpoints,
+					nendpoints == 1 ? "" : "s");
 }
 
 /*
