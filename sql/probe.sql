@@ -54,6 +54,22 @@ SELECT regexp_replace(endpoint, ':[0-9]{3,}/', ':PORT/') AS endpoint, model,
 FROM probe(ARRAY['ok']);
 RESET ai_resilience.connect_timeout;
 
+-- A gateway that never answers: the GET ends at ai_resilience.request_timeout.
+SELECT use_gateways('hang/v1');
+SET ai_resilience.request_timeout = '300ms';
+SELECT check_name, verdict, detail FROM probe(ARRAY['ok']) WHERE check_name IN ('connect', 'models');
+RESET ai_resilience.request_timeout;
+-- statement_timeout cancels the probe with the standard error (57014), and
+-- the GET it cut short is logged as cancelled.
+TRUNCATE ai_call_log;
+SET statement_timeout = '300ms';
+\set VERBOSITY sqlstate
+SELECT * FROM ai_probe(ARRAY['ok']);
+\set VERBOSITY default
+RESET statement_timeout;
+SELECT ai_flush_log() AS flushed;
+SELECT model, code, error_class, outcome, error FROM ai_call_log;
+
 -- chat => true: one chat of max_tokens 1 per endpoint and model, through
 -- the normal path (logged); a model the endpoint refuses fails its chat.
 SELECT use_gateways('v1');
