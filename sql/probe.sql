@@ -21,11 +21,14 @@ $$;
 -- A healthy endpoint: every check ok; 'missing' is listed by the simulator,
 -- 'nosuch' is not (a warning: a gateway may accept names it does not list).
 SELECT use_gateways('v1');
+SET ai_resilience.extra_headers = 'x-probe: 1';
 :reset_journal
 SELECT * FROM probe(ARRAY['ok', 'nosuch']);
--- The GET carried the key, like a chat; nothing was sent to chat/completions.
+-- The GET carried the key and headers of a chat; nothing was sent to
+-- chat/completions.
 :load_journal
-SELECT method, path, status, auth FROM journal ORDER BY seq;
+SELECT method, path, status, auth, x_headers FROM journal ORDER BY seq;
+RESET ai_resilience.extra_headers;
 
 -- ai_resilience.models is the default list.
 SET ai_resilience.models = 'ok';
@@ -59,6 +62,10 @@ SELECT use_gateways('hang/v1');
 SET ai_resilience.request_timeout = '300ms';
 SELECT check_name, verdict, detail FROM probe(ARRAY['ok']) WHERE check_name IN ('connect', 'models');
 RESET ai_resilience.request_timeout;
+-- and at ai_resilience.deadline, when that comes first
+SET ai_resilience.deadline = '400ms';
+SELECT check_name, verdict, detail FROM probe(ARRAY['ok']) WHERE check_name = 'models';
+RESET ai_resilience.deadline;
 -- statement_timeout cancels the probe with the standard error (57014), and
 -- the GET it cut short is logged as cancelled.
 TRUNCATE ai_call_log;
@@ -71,10 +78,11 @@ SELECT ai_flush_log() AS flushed;
 SELECT model, code, error_class, outcome, error FROM ai_call_log;
 
 -- chat => true: one chat of max_tokens 1 per endpoint and model, through
--- the normal path (logged); a model the endpoint refuses fails its chat.
+-- the normal path (logged); a model the endpoint refuses fails its chat,
+-- and one that fails (500) is tried once, not retried.
 SELECT use_gateways('v1');
 :reset_journal
-SELECT * FROM probe(ARRAY['ok', 'missing'], true);
+SELECT * FROM probe(ARRAY['ok', 'missing', 'status-500'], true);
 :load_journal
 SELECT method, path, model, status FROM journal ORDER BY seq;
 
