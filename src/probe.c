@@ -112,7 +112,8 @@ static void emit(ProbeOutput *out, const char *endpoint, const char *model,
 static void emit_row(ProbeOutput *out, const char *endpoint, const char *model,
 					 const char *check, const char *verdict, double elapsed_ms,
 					 const char *detail, const char *hint);
-static bool check_settings(ProbeOutput *out, List *models, bool models_given);
+static bool check_settings(ProbeOutput *out, List *models, bool models_given,
+						   List **urls);
 static void skip_checks(ProbeOutput *out, const char *endpoint, List *models,
 						bool chat, EndpointCheck from, const char *why);
 static void probe_endpoint(ProbeOutput *out, const CallSettings *settings,
@@ -143,6 +144,7 @@ ai_probe(PG_FUNCTION_ARGS)
 	bool		chat = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	ProbeOutput out;
 	List	   *models;
+	List	   *urls;
 	CallSettings settings;
 	MemoryContext endpoint_memory;
 	MemoryContext old_context;
@@ -157,21 +159,10 @@ ai_probe(PG_FUNCTION_ARGS)
 	models = models_given ? models_argument(fcinfo, 0) :
 		air_split_list("ai_resilience.models", air_models);
 
-	if (!check_settings(&out, models, models_given))
+	if (!check_settings(&out, models, models_given, &urls))
 	{
-		List	   *urls = NIL;
 		ListCell   *lc;
 
-		/* the list was readable if only the keys or headers are wrong */
-		PG_TRY();
-		{
-			urls = air_split_list("ai_resilience.endpoints", air_endpoints_value);
-		}
-		PG_CATCH();
-		{
-			FlushErrorState();
-		}
-		PG_END_TRY();
 		foreach(lc, urls)
 		{
 			char	   *display = pstrdup(lfirst(lc));
@@ -236,12 +227,13 @@ emit_row(ProbeOutput *out, const char *endpoint, const char *model,
 
 /*
  * The settings rows: one per problem, or one 'ok'.  Returns false when the
- * settings cannot work, so that no endpoint can be probed.
+ * settings cannot work, so that no endpoint can be probed.  *urls gets the
+ * endpoints as set (NIL when their list cannot be read).
  */
 static bool
-check_settings(ProbeOutput *out, List *models, bool models_given)
+check_settings(ProbeOutput *out, List *models, bool models_given, List **urls)
 {
-	List	   *problems = secrets_settings_problems();
+	List	   *problems = secrets_settings_problems(urls);
 	ListCell   *lc;
 
 	foreach(lc, problems)
@@ -260,8 +252,7 @@ check_settings(ProbeOutput *out, List *models, bool models_given)
 				 "Set ai_resilience.models, or pass models to ai_probe.");
 	else
 	{
-		List	   *urls = air_split_list("ai_resilience.endpoints",
-										  air_endpoints_value);
+		int			nendpoints = list_length(*urls);
 		List	   *keys = secrets_api_keys();
 		const char *keys_text = keys == NIL ? "no API key" :
 			list_length(keys) == 1 ? "one API key for every endpoint" :
@@ -269,7 +260,7 @@ check_settings(ProbeOutput *out, List *models, bool models_given)
 
 		emit_row(out, NULL, NULL, "settings", "ok", -1,
 				 psprintf("%d endpoint%s, %s, %d model%s%s",
-						  list_length(urls), list_length(urls) == 1 ? "" : "s",
+						  nendpoints, nendpoints == 1 ? "" : "s",
 						  keys_text, list_length(models),
 						  list_length(models) == 1 ? "" : "s",
 						  models_given ? " (given)" : " (ai_resilience.models)"),
@@ -416,7 +407,6 @@ probe_endpoint(ProbeOutput *out, const CallSettings *settings,
 			 "See ai_call_log for this attempt; a timeout is bounded by ai_resilience.request_timeout and ai_resilience.deadline.");
 
 	/* is each model listed? */
-	i = 0;
 	foreach(lc, models)
 	{
 		const char *model = lfirst(lc);

@@ -505,10 +505,11 @@ secrets_key_count_problem(int nkeys, int nendpoints)
 /*
  * What in ai_resilience.endpoints, the keys and ai_resilience.extra_headers
  * would make a call fail before it sends anything, as a List of
- * SettingsProblem (NIL: none), palloc'd.
+ * SettingsProblem (NIL: none), palloc'd.  *endpoints, unless NULL, gets the
+ * endpoint URLs as set (NIL when the list cannot be read).
  */
 List *
-secrets_settings_problems(void)
+secrets_settings_problems(List **endpoints)
 {
 	List	   *problems = NIL;
 	List	   *urls = NIL;
@@ -540,6 +541,8 @@ secrets_settings_problems(void)
 	/* every line is checked, whichever endpoint's headers are asked for */
 	if (read_setting(READ_HEADERS, list_length(urls), &headers, &problems))
 		list_free(headers);
+	if (endpoints)
+		*endpoints = urls;
 	return problems;
 }
 
@@ -595,7 +598,7 @@ secrets_warn_problems(void)
 	MemoryContext old_context = MemoryContextSwitchTo(memory);
 	ListCell   *lc;
 
-	foreach(lc, secrets_settings_problems())
+	foreach(lc, secrets_settings_problems(NULL))
 	{
 		SettingsProblem *problem = lfirst(lc);
 

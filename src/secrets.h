@@ -41,7 +41,7 @@ extern char *secrets_resource_url(const char *url, const char *resource);
 extern List *secrets_api_keys(void);
 extern List *secrets_extra_headers(int endpoint, int nendpoints);
 extern char *secrets_key_count_problem(int nkeys, int nendpoints);
-extern List *secrets_settings_problems(void);
+extern List *secrets_settings_problems(List **endpoints);
 extern void secrets_warn_problems(void);
 
 #endif							/* AIR_SECRETS_H */
