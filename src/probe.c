@@ -171,7 +171,7 @@ ai_probe(PG_FUNCTION_ARGS)
 			skip_checks(&out, display, models, chat, CHECK_DNS,
 						"the settings cannot work (see the settings row)");
 		}
-		PG_RETURN_NULL();
+		return (Datum) 0;
 	}
 
 	runner_load_settings(&settings, models, 1);
@@ -189,7 +189,7 @@ ai_probe(PG_FUNCTION_ARGS)
 		MemoryContextReset(endpoint_memory);
 	}
 	MemoryContextDelete(endpoint_memory);
-	PG_RETURN_NULL();
+	return (Datum) 0;
 }
 
 /* Write one row of an endpoint's check; elapsed_ms < 0 is NULL. */
