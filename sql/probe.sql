@@ -67,7 +67,9 @@ SET ai_resilience.deadline = '400ms';
 SELECT check_name, verdict, detail FROM probe(ARRAY['ok']) WHERE check_name = 'models';
 RESET ai_resilience.deadline;
 -- statement_timeout cancels the probe with the standard error (57014), and
--- the GET it cut short is logged as cancelled.
+-- the GET it cut short is logged as cancelled.  (The rows so far are
+-- written first: the writer inserts outside this session.)
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SET statement_timeout = '300ms';
 \set VERBOSITY sqlstate
@@ -88,6 +90,7 @@ SELECT method, path, model, status FROM journal ORDER BY seq;
 
 -- The probe's attempts are logged: a GET /models is a call of its own with
 -- model '(models)', no tokens, outcome success or failed.
+SELECT ai_flush_log() AS flushed;
 TRUNCATE ai_call_log;
 SELECT use_gateways('v1', 'status-401/v1');
 SELECT count(*) AS rows FROM ai_probe(ARRAY['ok'], true);
