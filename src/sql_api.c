@@ -44,6 +44,7 @@
 #include "guc.h"
 #include "log_queue.h"
 #include "runner.h"
+#include "sql_api.h"
 
 PG_FUNCTION_INFO_V1(ai_chat);
 PG_FUNCTION_INFO_V1(ai_chat_complete);
@@ -113,7 +114,6 @@ typedef struct Batch
 
 static void read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
 								ChatArguments *args);
-static List *models_argument(FunctionCallInfo fcinfo, int argno);
 static OnError on_error_argument(FunctionCallInfo fcinfo, int argno);
 static bool stream_argument(FunctionCallInfo fcinfo, int argno);
 static void check_prompt(const char *argname, size_t len);
@@ -339,7 +339,7 @@ ai_log_stats(PG_FUNCTION_ARGS)
  * The models argument as a List of names, or ai_resilience.models when the
  * argument is NULL.  Refuses an empty list, NULL and empty names.
  */
-static List *
+List *
 models_argument(FunctionCallInfo fcinfo, int argno)
 {
 	List	   *models = NIL;

@@ -265,3 +265,19 @@ COMMENT ON FUNCTION @extschema@.ai_support_bundle(uuid) IS
 
 REVOKE ALL ON FUNCTION @extschema@.ai_versions() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.ai_support_bundle(uuid) FROM PUBLIC;
+
+-- ai_probe (0.3.0): check the configuration and every endpoint, one row
+-- per check (settings, dns, connect, tls, models, model, chat).  It reveals
+-- the endpoints and, with chat => true, spends tokens: not for PUBLIC.
+CREATE FUNCTION @extschema@.ai_probe(
+    models text[] DEFAULT NULL,
+    chat   boolean DEFAULT false)
+RETURNS TABLE (endpoint text, model text, check_name text, verdict text,
+               elapsed_ms double precision, detail text, hint text)
+AS 'MODULE_PATHNAME', 'ai_probe'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+
+COMMENT ON FUNCTION @extschema@.ai_probe(text[], boolean) IS
+    'Check the settings and every endpoint (name, connection, TLS, GET /models, the models listed) without spending tokens; chat => true also sends one tiny chat per endpoint and model';
+
+REVOKE ALL ON FUNCTION @extschema@.ai_probe(text[], boolean) FROM PUBLIC;
