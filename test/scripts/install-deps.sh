@@ -10,6 +10,7 @@ packages=(
     libcurl4-openssl-dev
     libmicrohttpd-dev libjansson-dev
     libipc-run-perl
+    postgresql-15-cron
     "$@"
 )
 
