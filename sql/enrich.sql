@@ -11,10 +11,12 @@ SET ai_resilience.log_prompts = on;
 \set SHOW_CONTEXT never
 
 CREATE TABLE items (id integer PRIMARY KEY, body text, summary text);
-INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 10) i;
--- rows 3 and 7 fail on every attempt; row 9 has no prompt and is left alone
+INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 11) i;
+-- rows 3 and 7 fail on every attempt; rows 9 and 11 have nothing to ask
+-- (a NULL and an empty prompt) and are left alone
 UPDATE items SET body = 'sim:status-500 item ' || id WHERE id IN (3, 7);
 UPDATE items SET body = NULL WHERE id = 9;
+UPDATE items SET body = '' WHERE id = 11;
 
 -- slices of 4 rows: each commits, and says so
 CALL ai_enrich('items', 'id', 'body', 'summary', ARRAY['ok'], slice_rows => 4, failure_threshold => 5);
@@ -86,6 +88,15 @@ CALL ai_enrich('many', 'id', $$format('Say %s', body)$$, 'summary', ARRAY['ok'],
 SELECT count(summary) AS filled, min(summary) AS example FROM many;
 CALL ai_enrich('many', 'id', 'body', 'summary', ARRAY['ok'], time_budget => '1 microsecond');
 SELECT status, slices, rows_filled, message FROM ai_enrich_runs WHERE target = 'many'::regclass ORDER BY run_id;
+
+-- a run cancelled (here by statement_timeout) cannot record its end: the
+-- next run marks it interrupted; the cancelled slice's rows are still to do
+SET statement_timeout = '300ms';
+CALL ai_enrich('many', 'id', 'body', 'summary', ARRAY['ok+latency-3000']);
+RESET statement_timeout;
+CALL ai_enrich('many', 'id', 'body', 'summary', ARRAY['ok'], max_rows => 1);
+SELECT status, slices, rows_filled, message FROM ai_enrich_runs WHERE target = 'many'::regclass ORDER BY run_id;
+SELECT count(summary) AS filled FROM many;
 
 -- a prompt over max_prompt_bytes would refuse its slice: it is given up at once
 UPDATE many SET body = repeat('x', 200) WHERE id = 5;

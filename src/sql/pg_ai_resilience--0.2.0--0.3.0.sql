@@ -297,14 +297,16 @@ BEGIN
     -- it commits after every slice
     PERFORM @extschema@.ai_enrich_require_top_level('ai_enrich');
 
-    -- runs whose backend is gone were interrupted (cancelled, terminated)
+    -- runs still 'running' whose backend is gone, or is this one, ended in
+    -- an error they could not record (cancel, statement_timeout, a crash)
     UPDATE @extschema@.ai_enrich_runs r
        SET status = 'interrupted', ended_at = pg_catalog.clock_timestamp()
      WHERE r.target OPERATOR(pg_catalog.=) ai_enrich.target
        AND r.result_column OPERATOR(pg_catalog.=) ai_enrich.result_column
        AND r.status OPERATOR(pg_catalog.=) 'running'
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a
-                        WHERE a.pid OPERATOR(pg_catalog.=) r.backend_pid);
+       AND (r.backend_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+            OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a
+                            WHERE a.pid OPERATOR(pg_catalog.=) r.backend_pid));
     INSERT INTO @extschema@.ai_enrich_runs (target, result_column, role_name, backend_pid, started_at, status)
     VALUES (ai_enrich.target, ai_enrich.result_column, CURRENT_USER, pg_catalog.pg_backend_pid(), started, 'running')
     RETURNING run_id INTO this_run;
