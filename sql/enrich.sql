@@ -99,7 +99,7 @@ SELECT status, slices, rows_filled, message FROM ai_enrich_runs WHERE target = '
 SELECT count(summary) AS filled FROM many;
 
 -- a prompt over max_prompt_bytes would refuse its slice: it is given up at once
-UPDATE many SET body = repeat('x', 200) WHERE id = 5;
+UPDATE many SET body = repeat('x', 200) WHERE id = 8;
 SET ai_resilience.max_prompt_bytes = 100;
 CALL ai_enrich('many', 'id', 'body', 'summary', ARRAY['ok'], failure_threshold => 1);
 RESET ai_resilience.max_prompt_bytes;

@@ -61,8 +61,10 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM ai_call_log WHERE prompt 
 # the same with the UPDATE idiom: the concurrent update commits first, and
 # PostgreSQL re-runs ai_chat on the new row version: paid twice
 my ($hi, $outi, $erri) = start_session($node, q{BEGIN},
-	q{UPDATE v SET other = other + 1 WHERE id = 1}, q{SELECT pg_sleep(1)}, q{COMMIT});
-$node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep%'});
+	q{UPDATE v SET other = other + 1 WHERE id = 1}, q{SELECT pg_sleep(2)}, q{COMMIT});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(2)'}),
+	'the concurrent update holds the row');
 my ($ho, $outo, $erro) = start_session($node,
 	q{UPDATE v SET summary = ai_chat(body, ARRAY['ok']) WHERE summary IS NULL});
 $hi->finish;
