@@ -384,6 +384,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.ai_enrich_failures, @extsche
 GRANT USAGE ON SEQUENCE @extschema@.ai_enrich_runs_run_id_seq TO PUBLIC;
 
 -- Errors unless called outside a transaction block (ai_enrich commits).
+-- EXECUTE stays with PUBLIC: it reads and changes nothing, and every role
+-- granted ai_enrich needs it.
 CREATE FUNCTION @extschema@.ai_enrich_require_top_level(caller text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'ai_enrich_require_top_level'
