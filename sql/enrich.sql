@@ -191,6 +191,18 @@ SELECT count(*) AS deleted FROM d;
 RESET ROLE;
 SELECT target, key, tries, given_up FROM ai_enrich_failures WHERE target IN ('a_items'::regclass, 'b_items'::regclass)
 ORDER BY target::text;
+-- enrich_a drops (or renames) its result column: its entries disappear
+-- from view, and the tables stay readable and writable for enrich_b
+SET ROLE enrich_a;
+ALTER TABLE a_items DROP COLUMN summary;
+SELECT target, key, tries FROM ai_enrich_failures;
+SET ROLE enrich_b;
+SELECT target, key, tries FROM ai_enrich_failures ORDER BY target::text;
+SELECT target, status FROM ai_enrich_runs ORDER BY target::text, run_id;
+UPDATE b_items SET body = 'b2' WHERE id = 2;
+CALL ai_enrich('b_items', 'id', 'body', 'summary', ARRAY['ok'], failure_threshold => 1);
+SELECT id, summary FROM b_items ORDER BY id;
+RESET ROLE;
 DROP TABLE a_items, b_items;
 DELETE FROM ai_enrich_failures WHERE target::oid NOT IN (SELECT oid FROM pg_class);
 DELETE FROM ai_enrich_runs WHERE target::oid NOT IN (SELECT oid FROM pg_class);

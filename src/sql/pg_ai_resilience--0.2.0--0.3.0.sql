@@ -358,18 +358,40 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.ai_enrich_runs_run_id_se
 -- targets whose result column it may read, and writes those of the targets
 -- whose result column it may update (as pg_cron's job_run_details, the
 -- tables are open to PUBLIC and row-level security does the filtering).
+--
+-- The policies look the column up by name and test it by number: a
+-- column dropped or renamed by its table's owner makes its entries
+-- invisible, where has_column_privilege(table, name, ...) would raise an
+-- error for every role reading these tables (pg_regress enrich).
+CREATE FUNCTION @extschema@.ai_enrich_may(target regclass, result_column name, privilege text)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(
+        (SELECT pg_catalog.has_column_privilege(target, a.attnum, privilege)
+         FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) target
+           AND a.attname OPERATOR(pg_catalog.=) result_column
+           AND NOT a.attisdropped),
+        false)
+$$;
+
+COMMENT ON FUNCTION @extschema@.ai_enrich_may(regclass, name, text) IS
+    'Whether the current role has privilege on a target''s result column (false when the column is gone); the row-level security of the ai_enrich tables';
+
 ALTER TABLE @extschema@.ai_enrich_failures ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.ai_enrich_runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY ai_enrich_failures_read ON @extschema@.ai_enrich_failures FOR SELECT
-    USING (pg_catalog.has_column_privilege(target, result_column, 'SELECT'));
+    USING (@extschema@.ai_enrich_may(target, result_column, 'SELECT'));
 CREATE POLICY ai_enrich_failures_write ON @extschema@.ai_enrich_failures
-    USING (pg_catalog.has_column_privilege(target, result_column, 'UPDATE'))
-    WITH CHECK (pg_catalog.has_column_privilege(target, result_column, 'UPDATE'));
+    USING (@extschema@.ai_enrich_may(target, result_column, 'UPDATE'))
+    WITH CHECK (@extschema@.ai_enrich_may(target, result_column, 'UPDATE'));
 CREATE POLICY ai_enrich_runs_read ON @extschema@.ai_enrich_runs FOR SELECT
-    USING (pg_catalog.has_column_privilege(target, result_column, 'SELECT'));
+    USING (@extschema@.ai_enrich_may(target, result_column, 'SELECT'));
 CREATE POLICY ai_enrich_runs_write ON @extschema@.ai_enrich_runs
-    USING (pg_catalog.has_column_privilege(target, result_column, 'UPDATE'))
-    WITH CHECK (pg_catalog.has_column_privilege(target, result_column, 'UPDATE'));
+    USING (@extschema@.ai_enrich_may(target, result_column, 'UPDATE'))
+    WITH CHECK (@extschema@.ai_enrich_may(target, result_column, 'UPDATE'));
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.ai_enrich_failures, @extschema@.ai_enrich_runs TO PUBLIC;
 GRANT USAGE ON SEQUENCE @extschema@.ai_enrich_runs_run_id_seq TO PUBLIC;
 
