@@ -6,18 +6,21 @@
 # First the checker's own test: each page of test/docs/fixtures/ says on its
 # first line what check_docs.pl must make of it, "<!-- fixture: pass -->" or
 # "<!-- fixture: fail: TEXT -->" (it must fail, and say TEXT).  Then every
-# page of docs/.  Each page gets two fresh simulators (a breaker opened or a
-# model taken down by one page is not seen by the next).  Prints one
-# "ok"/"not ok" line per page; exits non-zero when one fails.
+# page of docs/.  Each page gets a restarted server and two fresh simulators:
+# route health lives in shared memory and is keyed by endpoint, so a breaker
+# opened (or a model taken down) by one page is not seen by the next.  Prints one
+# "ok"/"not ok" line per page; exits non-zero when one fails.  With pages as
+# arguments, checks only those (no fixtures): test/docs/run.sh docs/cookbook.md
 set -uo pipefail
 . test/scripts/sim.sh
 
 failed=0
 
-# Run check_docs.pl on one page with two fresh simulators; its output on
-# stdout, its exit code returned.
+# Run check_docs.pl on one page with a restarted server and two fresh
+# simulators; its output on stdout, its exit code returned.
 check_page() {
     local p1 p2 u1 u2 rc
+    pg_ctlcluster "$PGVERSION" regress restart || return 2
     launch_sim || return 2
     p1=$SIM_PID u1=$SIM_URL
     launch_sim || { kill "$p1"; return 2; }
@@ -29,7 +32,11 @@ check_page() {
     return $rc
 }
 
-for f in test/docs/fixtures/*.md; do
+fixtures=(test/docs/fixtures/*.md)
+pages=(docs/*.md)
+[ $# -gt 0 ] && fixtures=() pages=("$@")
+
+for f in "${fixtures[@]}"; do
     want=$(sed -n '1s/^<!-- fixture: \(.*\) -->$/\1/p' "$f")
     out=$(check_page "$f")
     rc=$?
@@ -51,7 +58,7 @@ for f in test/docs/fixtures/*.md; do
     fi
 done
 
-for page in docs/*.md; do
+for page in "${pages[@]}"; do
     check_page "$page" || failed=$((failed + 1))
 done
 [ "$failed" -eq 0 ]
