@@ -34,8 +34,9 @@ FROM ai_call_log l, sim s
 ORDER BY l.id;
 
 -- Run ai_chat and show its result or its error (SQLSTATE, message and
--- detail), with the simulator's port removed.  The failed call's log rows
--- stay: the log writer inserts them outside this transaction.
+-- detail), with the simulator's port and the call's random call_id removed
+-- (attribution.sql checks the call_id).  The failed call's log rows stay:
+-- the log writer inserts them outside this transaction.
 CREATE FUNCTION try_chat(prompt text, models text[]) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -44,6 +45,7 @@ BEGIN
     RETURN ai_chat(prompt, models);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    detail = regexp_replace(detail, '^call_id [0-9a-f-]{36}', 'call_id <call_id>');
     RETURN replace('ERROR ' || SQLSTATE || ': ' || SQLERRM ||
                    coalesce(' (' || nullif(detail, '') || ')', ''),
                    (SELECT substr(url, 8) FROM sim), 'SIM');

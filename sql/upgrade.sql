@@ -130,7 +130,17 @@ SELECT ai_chat('before the update', ARRAY['ok']);
 SELECT ai_flush_log() AS flushed;
 ALTER EXTENSION pg_ai_resilience UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_ai_resilience';
-SELECT id, model, outcome, session_role = session_user AS session_role FROM ai_call_log ORDER BY id;
+-- the row written into the 0.2.0 table is kept; new rows fill the columns
+-- of 0.3.0 (attribution.sql tests their values)
+SET application_name = 'upgraded';
+SET ai_resilience.tag = 'upgraded';
+SELECT ai_chat('after the update', ARRAY['ok+litellm']);
+SELECT ai_flush_log() AS flushed;
+SELECT id, model, outcome, session_role = session_user AS session_role,
+       application_name, tag, provider_request_id IS NOT NULL AS provider_request_id
+FROM ai_call_log ORDER BY id;
+RESET ai_resilience.tag;
+RESET application_name;
 SELECT string_agg(kind || ': ' || line, E'\n' ORDER BY kind, line) AS upgraded_mid
 FROM (:describe) d \gset
 

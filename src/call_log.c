@@ -12,8 +12,11 @@
  * log, and they cannot forge rows through it.
  *
  * A record has LOG_SLOT_SIZE bytes: each string is cut to its own limit
- * below (at a character boundary) and the prompt gets the room that is
- * left, so a long prompt is stored truncated.
+ * below (at a character boundary); the strings packed last, skipped_routes
+ * and then the prompt, get the room that is left, so a long prompt is
+ * stored truncated.  Who called (roles, application_name, tag) is taken
+ * by the calling backend when its call starts (runner.c), never by the
+ * writer.
  *
  * When the database's share of the queue is full a record waits for room
  * up to ai_resilience.log_queue_wait; past that it is lost and counted.
@@ -52,19 +55,44 @@ typedef union RecordBuffer
 	double		align_double;
 } RecordBuffer;
 
-/* Most bytes kept of each string; the prompt gets what is left. */
+/*
+ * Most bytes kept of each string.  Strings are packed in LogString order,
+ * and the last two, skipped_routes and the prompt, get what room is left.
+ */
+#define LIMIT_MODEL			256
+#define LIMIT_ENDPOINT		256
+#define LIMIT_ROLE			NAMEDATALEN
+#define LIMIT_APP_NAME		NAMEDATALEN /* PostgreSQL cuts it shorter */
+#define LIMIT_REQUEST_ID	128
+#define LIMIT_FINISH_REASON	64
+
 static const int string_limit[LOG_NSTRINGS] = {
-	[LOG_STR_MODEL] = 256,
-	[LOG_STR_ENDPOINT] = 256,
-	[LOG_STR_ROLE_NAME] = NAMEDATALEN,
-	[LOG_STR_SESSION_ROLE] = NAMEDATALEN,
-	[LOG_STR_REQUEST_ID] = 128,
-	[LOG_STR_MODEL_RETURNED] = 256,
-	[LOG_STR_FINISH_REASON] = 64,
-	[LOG_STR_ERROR] = 512,
+	[LOG_STR_MODEL] = LIMIT_MODEL,
+	[LOG_STR_ENDPOINT] = LIMIT_ENDPOINT,
+	[LOG_STR_ROLE_NAME] = LIMIT_ROLE,
+	[LOG_STR_SESSION_ROLE] = LIMIT_ROLE,
+	[LOG_STR_APPLICATION_NAME] = LIMIT_APP_NAME,
+	[LOG_STR_TAG] = AIR_TAG_MAX_BYTES,
+	[LOG_STR_REQUEST_ID] = LIMIT_REQUEST_ID,
+	[LOG_STR_PROVIDER_REQUEST_ID] = LIMIT_REQUEST_ID,
+	[LOG_STR_MODEL_RETURNED] = LIMIT_MODEL,
+	[LOG_STR_FINISH_REASON] = LIMIT_FINISH_REASON,
+	[LOG_STR_ERROR] = CALLLOG_ERROR_MAX_BYTES,
 	[LOG_STR_SKIPPED_ROUTES] = 512,
 	[LOG_STR_PROMPT] = LOG_SLOT_SIZE,
 };
+
+/*
+ * Every string before skipped_routes fits whole at its limit, with its NUL
+ * (LOG_STR_SKIPPED_ROUTES of them), and leaves the last two at least
+ * MIN_ROOM_LEFT bytes between them, NULs included (README: "The call log").
+ */
+#define MIN_ROOM_LEFT		180
+StaticAssertDecl(2 * LIMIT_MODEL + LIMIT_ENDPOINT + 2 * LIMIT_ROLE +
+				 LIMIT_APP_NAME + AIR_TAG_MAX_BYTES + 2 * LIMIT_REQUEST_ID +
+				 LIMIT_FINISH_REASON + CALLLOG_ERROR_MAX_BYTES +
+				 LOG_STR_SKIPPED_ROUTES + MIN_ROOM_LEFT <= LOG_DATA_SIZE,
+				 "a log record has no room for its strings");
 
 /*
  * The strings that come from the gateway: they are packed through the
@@ -72,6 +100,7 @@ static const int string_limit[LOG_NSTRINGS] = {
  */
 static const bool string_from_gateway[LOG_NSTRINGS] = {
 	[LOG_STR_REQUEST_ID] = true,
+	[LOG_STR_PROVIDER_REQUEST_ID] = true,
 	[LOG_STR_MODEL_RETURNED] = true,
 	[LOG_STR_FINISH_REASON] = true,
 	[LOG_STR_ERROR] = true,
@@ -349,11 +378,15 @@ pack_attempt(const CallAttempt *a, LogRecord *record)
 	record->streaming = a->streaming;
 	record->new_connection = a->new_connection;
 
+	/* in LogString order: the last strings get what room is left */
 	pack_string(record, LOG_STR_MODEL, a->model, a->keys, &used);
 	pack_string(record, LOG_STR_ENDPOINT, a->endpoint, a->keys, &used);
 	pack_string(record, LOG_STR_ROLE_NAME, a->role_name, a->keys, &used);
 	pack_string(record, LOG_STR_SESSION_ROLE, a->session_role, a->keys, &used);
+	pack_string(record, LOG_STR_APPLICATION_NAME, a->application_name, a->keys, &used);
+	pack_string(record, LOG_STR_TAG, a->tag, a->keys, &used);
 	pack_string(record, LOG_STR_REQUEST_ID, a->request_id, a->keys, &used);
+	pack_string(record, LOG_STR_PROVIDER_REQUEST_ID, a->provider_request_id, a->keys, &used);
 	pack_string(record, LOG_STR_MODEL_RETURNED, a->model_returned, a->keys, &used);
 	pack_string(record, LOG_STR_FINISH_REASON, a->finish_reason, a->keys, &used);
 	pack_string(record, LOG_STR_ERROR, a->error, a->keys, &used);

@@ -14,6 +14,12 @@
 
 #include "policy.h"
 
+/*
+ * Longest error text of an attempt, in bytes: what the log keeps, and what
+ * the runner cuts an error to.
+ */
+#define CALLLOG_ERROR_MAX_BYTES	300
+
 /* Everything recorded about one HTTP attempt. */
 typedef struct CallAttempt
 {
@@ -33,6 +39,7 @@ typedef struct CallAttempt
 	int			backoff_ms;		/* wait before the next attempt; -1: none */
 	AttemptOutcome outcome;
 	const char *request_id;		/* the gateway's x-request-id */
+	const char *provider_request_id;	/* the upstream's id a gateway forwards */
 	const char *model_returned;
 	const char *finish_reason;
 	int			prompt_tokens;	/* -1: unknown */
@@ -40,6 +47,8 @@ typedef struct CallAttempt
 	bool		new_connection; /* a connection was opened for it */
 	const char *role_name;		/* current_user: the owner in a SECURITY DEFINER function */
 	const char *session_role;	/* session_user: who logged in */
+	const char *application_name;	/* the caller's, at call time */
+	const char *tag;			/* ai_resilience.tag at call time; NULL: unset */
 	const char *prompt;			/* only with ai_resilience.log_prompts */
 	double		ttft_ms;		/* time to first token (streams) or first byte; -1: none */
 	int			response_bytes; /* answer text received, partial or whole; -1: none */

@@ -9,9 +9,9 @@
  * them, as whether and how attempts are logged (log_*): a user must not be
  * able to keep his calls out of the log.  The size of the shared log queue
  * is PGC_POSTMASTER.  The rest tune one session's retries, timeouts and
- * limits and are PGC_USERSET.  Times are in milliseconds (GUC_UNIT_MS)
- * except the log retention (seconds, as it is counted in days), sizes in
- * bytes.
+ * limits, or label its calls in the log (tag), and are PGC_USERSET.  Times
+ * are in milliseconds (GUC_UNIT_MS) except the log retention (seconds, as
+ * it is counted in days), sizes in bytes.
  *
  * Memory ceilings: max_response_bytes and max_concurrency multiply into a
  * backend's memory, so a superuser caps what any role may set with
@@ -44,6 +44,7 @@
 
 #include <limits.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
@@ -87,6 +88,7 @@ int			air_log_writers = 2;
 int			air_log_queue_wait_ms = 5000;
 int			air_log_retention_s = 0;
 int			air_log_writer_delay_ms = 10;
+char	   *air_tag = NULL;
 
 /* An hour: no single wait of ours is meant to be longer. */
 #define AIR_MAX_WAIT_MS		(3600 * 1000)
@@ -99,6 +101,7 @@ static const char *show_api_key(void);
 static void assign_extra_headers(const char *newval, void *extra);
 static const char *show_extra_headers(void);
 static bool check_models(char **newval, void **extra, GucSource source);
+static bool check_tag(char **newval, void **extra, GucSource source);
 static bool check_max_response_bytes(int *newval, void **extra,
 									 GucSource source);
 static bool check_max_concurrency(int *newval, void **extra, GucSource source);
@@ -346,6 +349,17 @@ air_define_gucs(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("ai_resilience.tag",
+							   "A label recorded in the tag column of ai_call_log for the session's calls.",
+							   "Set it per job (SET or SET LOCAL) to find the job's attempts in the log. "
+							   "At most " CppAsString2(AIR_TAG_MAX_BYTES) " bytes, no control characters. "
+							   "Empty: the tag is NULL.",
+							   &air_tag,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_tag, NULL, NULL);
+
 	DefineCustomBoolVariable("ai_resilience.log_attempts",
 							 "Record every HTTP attempt in ai_call_log.",
 							 "Off: calls are not logged at all.",
@@ -570,6 +584,43 @@ check_models(char **newval, void **extra, GucSource source)
 	}
 	list_free(items);
 	pfree(copy);
+	return true;
+}
+
+/*
+ * A tag is valid text of at most AIR_TAG_MAX_BYTES bytes without control
+ * characters, so that it reads well in the log and in a report.  The
+ * encoding and the C1 controls can be checked only once the database's
+ * encoding is known (not while the postmaster reads the configuration).
+ */
+static bool
+check_tag(char **newval, void **extra, GucSource source)
+{
+	const unsigned char *c = (const unsigned char *) *newval;
+	size_t		len = strlen(*newval);
+
+	if (len > AIR_TAG_MAX_BYTES)
+	{
+		GUC_check_errdetail("A tag has at most %d bytes; this one has %zu.",
+							AIR_TAG_MAX_BYTES, len);
+		return false;
+	}
+	if (!pg_verifymbstr(*newval, len, true))
+	{
+		GUC_check_errdetail("A tag must be valid in the server encoding.");
+		return false;
+	}
+	for (; *c; c++)
+	{
+		/* U+0080..U+009F are C1 controls: 0xC2 0x80..0x9F in UTF-8 */
+		if (*c < 0x20 || *c == 0x7f ||
+			(GetDatabaseEncoding() == PG_UTF8 && c[0] == 0xc2 &&
+			 c[1] >= 0x80 && c[1] <= 0x9f))
+		{
+			GUC_check_errdetail("A tag may not contain control characters.");
+			return false;
+		}
+	}
 	return true;
 }
 

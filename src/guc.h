@@ -42,6 +42,10 @@ extern int	air_log_writers;
 extern int	air_log_queue_wait_ms;
 extern int	air_log_retention_s;
 extern int	air_log_writer_delay_ms;
+extern char *air_tag;
+
+/* Longest ai_resilience.tag, in bytes. */
+#define AIR_TAG_MAX_BYTES	64
 
 extern void air_define_gucs(void);
 extern List *air_split_list(const char *name, const char *raw);

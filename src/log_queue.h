@@ -29,14 +29,20 @@
 /* Most log writers (ai_resilience.log_writers). */
 #define LOG_MAX_WRITERS		16
 
-/* The strings of a record, in the order they are packed. */
+/*
+ * The strings of a record, in the order they are packed: those packed last
+ * get what room is left (see call_log.c).
+ */
 typedef enum LogString
 {
 	LOG_STR_MODEL,
 	LOG_STR_ENDPOINT,
 	LOG_STR_ROLE_NAME,
 	LOG_STR_SESSION_ROLE,
+	LOG_STR_APPLICATION_NAME,
+	LOG_STR_TAG,
 	LOG_STR_REQUEST_ID,
+	LOG_STR_PROVIDER_REQUEST_ID,
 	LOG_STR_MODEL_RETURNED,
 	LOG_STR_FINISH_REASON,
 	LOG_STR_ERROR,

@@ -145,8 +145,8 @@
 /* How the writer runs SQL as the table's owner (see the file header). */
 #define OWNER_SEC_CONTEXT	(SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION)
 
-/* Most columns of a log table: ai_call_log's at 0.2.0. */
-#define LOG_MAX_COLUMNS			28
+/* Most columns of a log table: ai_call_log's at 0.3.0. */
+#define LOG_MAX_COLUMNS			31
 
 /* A table the writer fills: one per LogRecordKind. */
 typedef struct LogTarget
@@ -224,7 +224,8 @@ static const char *const attempt_columns[] = {
 	"streaming", "retry_after_ms", "backoff_ms", "outcome", "request_id",
 	"model_returned", "finish_reason", "prompt_tokens", "completion_tokens",
 	"new_connection", "role_name", "backend_pid", "prompt", "ttft_ms",
-	"response_bytes", "session_role", "skipped_routes"
+	"response_bytes", "session_role", "skipped_routes", "application_name",
+	"tag", "provider_request_id"
 };
 
 static const Oid attempt_types[] = {
@@ -232,7 +233,7 @@ static const Oid attempt_types[] = {
 	TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
 	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
 	BOOLOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, INT4OID, TEXTOID,
-	TEXTOID
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID
 };
 
 /* The columns of ai_route_events, in the order of their types. */
@@ -902,6 +903,9 @@ attempt_values(const LogRecord *r, Datum *values, bool *nulls)
 	SET_NULLABLE(r->response_bytes < 0, Int32GetDatum(r->response_bytes));
 	SET_NULLABLE(STRING_IS_NULL(LOG_STR_SESSION_ROLE), STRING_DATUM(LOG_STR_SESSION_ROLE));
 	SET_NULLABLE(STRING_IS_NULL(LOG_STR_SKIPPED_ROUTES), STRING_DATUM(LOG_STR_SKIPPED_ROUTES));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_APPLICATION_NAME), STRING_DATUM(LOG_STR_APPLICATION_NAME));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_TAG), STRING_DATUM(LOG_STR_TAG));
+	SET_NULLABLE(STRING_IS_NULL(LOG_STR_PROVIDER_REQUEST_ID), STRING_DATUM(LOG_STR_PROVIDER_REQUEST_ID));
 	Assert(i == lengthof(attempt_types));
 }
 

@@ -50,6 +50,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -59,9 +60,6 @@
 #include "route_health.h"
 #include "runner.h"
 #include "secrets.h"
-
-/* Longest error text kept per attempt, in bytes. */
-#define MAX_ATTEMPT_ERROR_LEN	300
 
 /* Calls in progress (in flight or waiting to retry) per transfer slot. */
 #define ACTIVE_PER_SLOT	32
@@ -198,6 +196,9 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	settings->max_active = max_in_flight * ACTIVE_PER_SLOT;
 	settings->role_name = GetUserNameFromId(GetUserId(), false);
 	settings->session_role = GetUserNameFromId(GetSessionUserId(), false);
+	/* the caller's own, now: the log writer cannot know them */
+	settings->application_name = pstrdup(application_name);
+	settings->tag = air_tag && air_tag[0] ? pstrdup(air_tag) : NULL;
 }
 
 /*
@@ -937,7 +938,7 @@ attempt_error_text(const CallSettings *settings,
 	else
 		text = psprintf("HTTP %ld without an error message", request->http_status);
 
-	return gateway_text_copy(text, MAX_ATTEMPT_ERROR_LEN, settings->keys);
+	return gateway_text_copy(text, CALLLOG_ERROR_MAX_BYTES, settings->keys);
 }
 
 /*
@@ -969,10 +970,15 @@ describe_attempt(const CallSettings *settings, const ChatCall *call,
 	attempt->request_id = request->request_id[0] ? request->request_id :
 		request->litellm_call_id[0] ? request->litellm_call_id :
 		request->portkey_trace_id[0] ? request->portkey_trace_id : NULL;
+	/* LiteLLM forwards the upstream's id under a name of its own */
+	attempt->provider_request_id = request->provider_request_id[0] ?
+		request->provider_request_id : NULL;
 	attempt->prompt_tokens = attempt->completion_tokens = -1;
 	attempt->new_connection = request->new_connection;
 	attempt->role_name = settings->role_name;
 	attempt->session_role = settings->session_role;
+	attempt->application_name = settings->application_name;
+	attempt->tag = settings->tag;
 	attempt->keys = settings->keys;
 	attempt->prompt = settings->log_prompts ? call->prompt : NULL;
 	attempt->ttft_ms = -1;

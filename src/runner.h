@@ -54,6 +54,8 @@ typedef struct CallSettings
 	int			max_active;		/* calls in flight or waiting to retry */
 	char	   *role_name;		/* current_user */
 	char	   *session_role;	/* session_user */
+	char	   *application_name;	/* the session's, when the run starts */
+	char	   *tag;			/* ai_resilience.tag then; NULL: unset */
 } CallSettings;
 
 /* One prompt's journey through the routes. */

@@ -36,6 +36,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/uuid.h"
 
 #include "batch_order.h"
 #include "call_log.h"
@@ -91,6 +92,7 @@ typedef struct SingleCall
 	int			sqlstate;
 	char	   *failure;
 	char	   *last_error;
+	pg_uuid_t	call_id;		/* for the failure's DETAIL */
 } SingleCall;
 
 /* A batch, as source and sink of a run. */
@@ -123,7 +125,8 @@ static void batch_sink(void *arg, ChatCall *call);
 static void batch_finish_row(Batch *batch, int ordinal, const BatchRow *row);
 static void batch_emit(void *arg, int ordinal, const BatchRow *row);
 static const char *batch_name(const Batch *batch);
-static void raise_call_failure(int elevel, int sqlstate, const char *failure,
+static void raise_call_failure(int elevel, const pg_uuid_t *call_id,
+							   int sqlstate, const char *failure,
 							   const char *last_error);
 
 /*
@@ -155,7 +158,8 @@ ai_chat(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(single.content);
 
 	raise_call_failure(args.on_error == ON_ERROR_RAISE ? ERROR : WARNING,
-					   single.sqlstate, single.failure, single.last_error);
+					   &single.call_id, single.sqlstate, single.failure,
+					   single.last_error);
 	PG_RETURN_NULL();
 }
 
@@ -205,7 +209,8 @@ ai_chat_complete(PG_FUNCTION_ARGS)
 											CStringGetDatum(single.response_json)));
 
 	raise_call_failure(on_error == ON_ERROR_RAISE ? ERROR : WARNING,
-					   single.sqlstate, single.failure, single.last_error);
+					   &single.call_id, single.sqlstate, single.failure,
+					   single.last_error);
 	PG_RETURN_NULL();
 }
 
@@ -451,6 +456,7 @@ single_sink(void *arg, ChatCall *call)
 	single->sqlstate = call->sqlstate;
 	single->failure = call->failure ? pstrdup(call->failure) : NULL;
 	single->last_error = call->last_error ? pstrdup(call->last_error) : NULL;
+	single->call_id = call->call_id;
 	MemoryContextSwitchTo(old_context);
 }
 
@@ -572,8 +578,8 @@ batch_sink(void *arg, ChatCall *call)
 	BatchRow	row;
 
 	if (!call->succeeded && batch->on_error == ON_ERROR_RAISE)
-		raise_call_failure(ERROR, call->sqlstate, call->failure,
-						   call->last_error);
+		raise_call_failure(ERROR, &call->call_id, call->sqlstate,
+						   call->failure, call->last_error);
 
 	memset(&row, 0, sizeof(row));
 	row.called = true;
@@ -649,16 +655,23 @@ batch_name(const Batch *batch)
 
 /*
  * Report a call whose every route failed, at elevel, in words the client
- * encoding can show (see gateway_text.c).
+ * encoding can show (see gateway_text.c).  The DETAIL starts with the
+ * call's call_id, so that a handler (GET STACKED DIAGNOSTICS ... =
+ * PG_EXCEPTION_DETAIL) or a reader of the server log finds its attempts.
  */
 static void
-raise_call_failure(int elevel, int sqlstate, const char *failure,
-				   const char *last_error)
+raise_call_failure(int elevel, const pg_uuid_t *call_id, int sqlstate,
+				   const char *failure, const char *last_error)
 {
+	char	   *id = DatumGetCString(DirectFunctionCall1(uuid_out,
+														 UUIDPGetDatum(call_id)));
+
 	ereport(elevel,
 			(errcode(sqlstate),
 			 errmsg("ai_chat: %s", gateway_text_for_client(failure)),
-			 last_error ? errdetail("Last error: %s",
-									gateway_text_for_client(last_error)) : 0,
+			 last_error ?
+			 errdetail("call_id %s; last error: %s", id,
+					   gateway_text_for_client(last_error)) :
+			 errdetail("call_id %s", id),
 			 errhint("Every attempt is in ai_call_log.")));
 }

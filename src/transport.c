@@ -210,6 +210,7 @@ transport_start(TransportRequest *request)
 	request->request_id[0] = '\0';
 	request->litellm_call_id[0] = '\0';
 	request->portkey_trace_id[0] = '\0';
+	request->provider_request_id[0] = '\0';
 	request->content_type[0] = '\0';
 	request->status_seen = 0;
 	request->started_at = GetCurrentTimestamp();
@@ -897,6 +898,7 @@ on_header(char *data, size_t size, size_t nmemb, void *userdata)
 		{"x-request-id", offsetof(TransportRequest, request_id)},
 		{"x-litellm-call-id", offsetof(TransportRequest, litellm_call_id)},
 		{"x-portkey-trace-id", offsetof(TransportRequest, portkey_trace_id)},
+		{"llm_provider-x-request-id", offsetof(TransportRequest, provider_request_id)},
 		{"content-type", offsetof(TransportRequest, content_type)},
 	};
 	const char *colon;

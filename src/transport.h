@@ -57,6 +57,8 @@ typedef struct TransportRequest
 	char		request_id[TRANSPORT_HEADER_VALUE_SIZE];	/* x-request-id */
 	char		litellm_call_id[TRANSPORT_HEADER_VALUE_SIZE];
 	char		portkey_trace_id[TRANSPORT_HEADER_VALUE_SIZE];
+	char		provider_request_id[TRANSPORT_HEADER_VALUE_SIZE];	/* LiteLLM's
+																	 * llm_provider-x-request-id */
 	char		content_type[TRANSPORT_HEADER_VALUE_SIZE];
 	int			status_seen;	/* status line's code, as soon as it arrives */
 	TimestampTz started_at;

@@ -84,7 +84,7 @@ is(last_auth(), 'Bearer sk-altered-secret-0003', 'and so is the next one');
 # a failure reported as a WARNING is redacted too
 ($ret, $out, $err) = $node->psql('postgres',
 	q{SELECT ai_chat('p', ARRAY['echokey-upper', 'echokey-ctrl'], on_error => 'null')});
-like($err, qr/WARNING:.*\n.*Last error: Incorrect API key provided: \[REDACTED\]/,
+like($err, qr/WARNING:.*\n.*last error: Incorrect API key provided: \[REDACTED\]/,
 	'the WARNING shows the echo redacted');
 
 # the key file: refused while others may read it, then read, then re-read
