@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages that building, testing and the demo need,
 # and any more named as arguments (the benchmarks' tools).  Runs apt-get
-# only when a package is missing, so a second run is quick.
+# only when a package is missing, so a second run is quick.  Node.js and npm
+# (the interop stage's gateways) count as present when the commands are,
+# whichever package gave them (Debian's, or NodeSource's nodejs, which
+# includes npm and conflicts with Debian's npm package).
 set -euo pipefail
 
 packages=(
@@ -13,6 +16,7 @@ packages=(
     libipc-run-perl
     "$@"
 )
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,10 +8,12 @@
 #             Every sanitizer report is a failure.
 #   plain:    the ordinary build; the unit tests, the simulator's self-test,
 #             pg_regress (make installcheck, in a throwaway cluster made by
-#             pg_virtualenv with the extension in shared_preload_libraries)
+#             pg_virtualenv with the extension in shared_preload_libraries),
 #             the examples of docs/*.md (test/docs/run.sh) and the TAP
 #             tests of test/t (make prove_installcheck, as the postgres
-#             user).
+#             user); then the interop tests of test/t/interop against real
+#             gateways, installed with npm ci at the versions
+#             test/interop/package-lock.json pins.
 # With no argument both run; "test.sh sanitize" or "test.sh plain" runs one.
 # The plain build is what stays installed.  Prints one "N passed, M failed"
 # line; exits non-zero on any failure.
@@ -104,29 +106,20 @@ docs_check() {
     count "$log" $rc
 }
 
-# make prove_installcheck as postgres (PostgreSQL refuses root), from a copy
-# of the checkout postgres owns; $1 names the log, the rest are environment
+# Run a TAP step as postgres (PostgreSQL refuses root) from a copy of the
+# checkout postgres owns; show and count its results, and show the known
+# upstream bugs its tests print ("# KNOWN UPSTREAM BUG").  $1 names the
+# log, $2 is the function run in the copy, the rest are environment
 # settings for the run and the clusters it starts.
-tap() {
-    local log=test/results/$1.log tapdir status ok bad
-    shift
-    echo "== TAP tests"
+tap_step() {
+    local log=test/results/$1.log step=$2 tapdir status ok bad
+    shift 2
     tapdir=$(mktemp -d /tmp/pg_ai_resilience_tap.XXXXXX)
     tar -c --exclude=./.git --exclude=./test/results . | tar -x -C "$tapdir"
     chown -R postgres: "$tapdir"
-    (
-        cd "$tapdir" || exit 1
-        runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
-            make -s prove_installcheck PROVE_FLAGS=-v
-        rc=$?
-        # name resolution against a name server that never answers
-        "$top/test/scripts/blackhole_dns.sh" runuser -u postgres -- \
-            env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
-            make -s prove_installcheck PROVE_FLAGS=-v 'PROVE_TESTS=test/t/dns/*.pl' || rc=1
-        exit $rc
-    ) > "$log" 2>&1 9>&-
+    ( cd "$tapdir" && "$step" "$@" ) > "$log" 2>&1 9>&-
     status=$?
-    grep -E '^(ok|not ok) ' "$log"
+    grep -E '^(ok|not ok) |^# KNOWN UPSTREAM BUG' "$log"
     tail -3 "$log"
     ok=$(grep -c '^ok ' "$log")
     bad=$(grep -c '^not ok ' "$log")
@@ -137,6 +130,49 @@ tap() {
     fi
     passed=$((passed + ok)); failed=$((failed + bad))
     [ "$status" -eq 0 ] && rm -rf "$tapdir"
+}
+
+# make prove_installcheck as postgres, through the command $1 ("command" or a
+# wrapper); $2 is the make argument that names the tests, the rest are
+# environment settings.
+prove_as_postgres() {
+    local wrapper=$1 tests=$2
+    shift 2
+    $wrapper runuser -u postgres -- env PG_TEST_TIMEOUT_DEFAULT=60 "$@" \
+        make -s prove_installcheck PROVE_FLAGS=-v "$tests"
+}
+
+# The TAP tests of test/t, then those of test/t/dns, which resolve names
+# against a name server that never answers.
+tap_tests() {
+    local rc=0
+    prove_as_postgres command 'PROVE_TESTS=test/t/*.pl' "$@" || rc=1
+    prove_as_postgres "$top/test/scripts/blackhole_dns.sh" 'PROVE_TESTS=test/t/dns/*.pl' "$@" || rc=1
+    return $rc
+}
+
+# The TAP tests of test/t and test/t/dns; $1 names the log, the rest are
+# environment settings.
+tap() {
+    echo "== TAP tests"
+    tap_step "$1" tap_tests "${@:2}"
+}
+
+# The interop stage: the TAP tests of test/t/interop against real gateways
+# from npm, installed at the exact versions of test/interop/package-lock.json
+# (npm ci: no newer version slips in).  An npm registry out of reach fails
+# the stage: it is never skipped.
+interop() {
+    local log=test/results/interop-npm.log start=$SECONDS
+    echo "== interop tests (real gateways from npm)"
+    if ! npm ci --prefix test/interop --ignore-scripts --no-audit --no-fund > "$log" 2>&1 9>&-; then
+        echo "not ok - npm ci in test/interop failed (is the npm registry reachable?):"
+        tail -20 "$log"
+        failed=$((failed + 1))
+        return
+    fi
+    tap_step interop prove_as_postgres command 'PROVE_TESTS=test/t/interop/*.pl'
+    echo "interop tests: $((SECONDS - start)) s"
 }
 
 # The sanitizer stage.  PostgreSQL itself is not instrumented, so its
@@ -193,6 +229,7 @@ stage_plain() {
     docs_check docs
     regress regress
     tap tap
+    interop
 }
 
 for stage in "${stages[@]}"; do
