@@ -28,12 +28,14 @@ OBJS = \
 	src/log_writer.o \
 	src/runner.o \
 	src/batch_order.o \
-	src/sql_api.o
+	src/versions.o \
+	src/sql_api.o \
+	src/probe.o
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard src/sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream hostile_wire log_survival memory_limits security_keys route_health gateway attribution
+REGRESS = setup upgrade chat_basic retry_fallback failures inputs guc_checks privileges cancel keepalive batch stream hostile_wire log_survival memory_limits security_keys route_health gateway attribution analysis probe enrich
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CPPFLAGS = -DPGAIR_VERSION=\"$(EXTVERSION)\"

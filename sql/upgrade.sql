@@ -8,8 +8,8 @@ SELECT current_database() AS regress_db \gset
 
 -- One line per property of the extension's objects: what each is, its
 -- columns, defaults, indexes, constraints, functions (signature, result,
--- cost, volatility, privileges), views, comments, sequence and
--- pg_dump configuration.  Privileges are expanded, the owner shown as OWNER.
+-- cost, volatility, privileges), views, comments, sequence, row-level
+-- security policies and pg_dump configuration.  Privileges are expanded, the owner shown as OWNER.
 SELECT $describe$
 WITH ext AS (
     SELECT oid, extnamespace FROM pg_extension WHERE extname = 'pg_ai_resilience'
@@ -49,10 +49,13 @@ UNION ALL
 SELECT 'constraint', format('%s %s: %s', r.relname, c.conname, pg_get_constraintdef(c.oid))
 FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
 UNION ALL
+-- (one line per function: the newlines of an SQL or PL/pgSQL body as \n)
 SELECT 'function', format('%s returns %s: %s %s, cost %s, rows %s, %s, strict %s, security definer %s, %s %s',
                           f.oid::regprocedure, pg_get_function_result(f.oid), l.lanname,
                           f.provolatile, f.procost, f.prorows, f.proparallel, f.proisstrict,
-                          f.prosecdef, f.probin, f.prosrc)
+                          f.prosecdef, f.probin,
+                          -- a PL body spans lines: its digest keeps it one line
+                          CASE WHEN l.lanname = 'c' THEN f.prosrc ELSE 'source md5 ' || md5(f.prosrc) END)
 FROM funcs f JOIN pg_language l ON l.oid = f.prolang
 UNION ALL
 SELECT 'function', format('%s arguments: %s', f.oid::regprocedure, pg_get_function_arguments(f.oid))
@@ -68,6 +71,11 @@ SELECT 'sequence', format('%s: %s start %s, increment %s, cache %s, cycle %s, ow
                            FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                              AND d.objid = r.oid AND d.deptype = 'a'))
 FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid
+UNION ALL
+SELECT 'policy', format('%s %s: %s %s, using %s, check %s', r.relname, p.polname, p.polcmd,
+                        CASE WHEN r.relrowsecurity THEN 'enabled' ELSE 'disabled' END,
+                        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
 UNION ALL
 SELECT 'pg_dump', format('%s where %L', c::regclass, w)
 FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(c, w)

@@ -35,8 +35,10 @@
  * changed to ..." only when the value changes, and the key's never does.
  * A check hook never rejects the key or the headers (PostgreSQL would
  * quote the rejected value); they are validated where they are used
- * (secrets.c).  Parallel workers receive the rewritten values, so no
- * function that calls a gateway may be parallel safe.
+ * (secrets.c).  A SET of the endpoints, the key or the headers that makes
+ * them misfit each other warns at once (warn_if_conflicting).  Parallel
+ * workers receive the rewritten values, so no function that calls a
+ * gateway may be parallel safe.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +46,7 @@
 
 #include <limits.h>
 
+#include "access/parallel.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -96,6 +99,11 @@ char	   *air_tag = NULL;
 static bool check_endpoints(char **newval, void **extra, GucSource source);
 static void assign_endpoints(const char *newval, void *extra);
 static bool check_secret(char **newval, void **extra, GucSource source);
+static bool check_api_key(char **newval, void **extra, GucSource source);
+static bool check_extra_headers(char **newval, void **extra,
+								GucSource source);
+static void warn_if_conflicting(GucSource source, const char **value_variable,
+								const char *newval);
 static void assign_api_key(const char *newval, void *extra);
 static const char *show_api_key(void);
 static void assign_extra_headers(const char *newval, void *extra);
@@ -133,7 +141,7 @@ air_define_gucs(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   check_secret, assign_api_key, show_api_key);
+							   check_api_key, assign_api_key, show_api_key);
 
 	DefineCustomStringVariable("ai_resilience.extra_headers",
 							   "HTTP headers added to every request, one \"Name: value\" per line.",
@@ -146,7 +154,7 @@ air_define_gucs(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   check_secret, assign_extra_headers, show_extra_headers);
+							   check_extra_headers, assign_extra_headers, show_extra_headers);
 
 	DefineCustomStringVariable("ai_resilience.api_key_file",
 							   "File holding the bearer token(s) sent to the endpoints.",
@@ -502,6 +510,7 @@ check_endpoints(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	*extra = value;
+	warn_if_conflicting(source, &air_endpoints_value, value);
 	return true;
 }
 
@@ -531,6 +540,54 @@ check_secret(char **newval, void **extra, GucSource source)
 	}
 	*extra = key;
 	return true;
+}
+
+/* ai_resilience.api_key: a secret (check_secret); warn at SET if it misfits. */
+static bool
+check_api_key(char **newval, void **extra, GucSource source)
+{
+	if (!check_secret(newval, extra, source))
+		return false;
+	warn_if_conflicting(source, &air_api_key_value, *extra);
+	return true;
+}
+
+/* ai_resilience.extra_headers: as check_api_key. */
+static bool
+check_extra_headers(char **newval, void **extra, GucSource source)
+{
+	if (!check_secret(newval, extra, source))
+		return false;
+	warn_if_conflicting(source, &air_extra_headers_value, *extra);
+	return true;
+}
+
+/*
+ * At SET (or set_config), warn when the new value of a setting read by
+ * secrets.c (newval, as set, for *value_variable) cannot work with the
+ * others: every call would fail until they are fixed, and the caller
+ * should know at once.  The value is tried in place and put back.  Not at
+ * a reload, which sets the settings one by one (log_writer.c checks them
+ * once it is over), nor when a parallel worker takes the leader's values.
+ */
+static void
+warn_if_conflicting(GucSource source, const char **value_variable,
+					const char *newval)
+{
+	const char *saved = *value_variable;
+
+	if (source != PGC_S_SESSION || InitializingParallelWorker)
+		return;
+	*value_variable = newval;
+	PG_TRY();
+	{
+		secrets_warn_problems();
+	}
+	PG_FINALLY();
+	{
+		*value_variable = saved;
+	}
+	PG_END_TRY();
 }
 
 /* Make the key as set available to secrets.c. */

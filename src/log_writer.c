@@ -63,7 +63,10 @@
  * of their own (every retention_interval_ms) checked between batches, so
  * steady load does not hold it off; a pass that deleted a full batch is
  * followed by another after the next batch of inserts.  A configuration
- * reload (SIGHUP) is likewise taken between batches.
+ * reload (SIGHUP) is likewise taken between batches, or while a writer
+ * waits for a database; after one, writer 0 warns about settings that
+ * cannot work together (as it sees them: with the settings of the
+ * database it serves, if any).
  *
  * SIGTERM (shutdown, or pg_terminate_backend): a writer waiting for a lock
  * dies at once, as a backend would (die()), leaving its batch queued for
@@ -115,6 +118,7 @@
 #include "log_queue.h"
 #include "log_writer.h"
 #include "policy.h"
+#include "secrets.h"
 
 /* Records inserted per transaction. */
 #define WRITER_BATCH			1000
@@ -194,6 +198,7 @@ static int	log_table_nestlevel = 0;
 
 static void writer_sigterm(SIGNAL_ARGS);
 static void writer_on_exit(int code, Datum arg);
+static void reload_configuration(void);
 static void serve_database(void);
 static void pause_between_batches(void);
 static long retention_interval_ms(void);
@@ -314,6 +319,8 @@ air_log_writer_main(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		if (ConfigReloadPending)
+			reload_configuration();
 		if (got_sigterm)
 		{
 			writer_done = true;
@@ -348,6 +355,21 @@ air_log_writer_main(Datum main_arg)
 }
 
 /*
+ * Take a reload of the configuration (SIGHUP).  Writer 0 then warns in the
+ * server log about settings that cannot work together (secrets.c), which a
+ * reload accepts one by one: one process to say it once, after the whole
+ * file is read.
+ */
+static void
+reload_configuration(void)
+{
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	if (writer_index == 0)
+		secrets_warn_problems();
+}
+
+/*
  * Write the database's records until the writer should leave it (idle, or
  * its slice is over while another database waits) or SIGTERM comes; apply
  * the retention on its own timer in between.
@@ -367,10 +389,7 @@ serve_database(void)
 		int			written;
 
 		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+			reload_configuration();
 		if (got_sigterm)
 			return;
 

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * openai_wire.c
- *	  The OpenAI chat-completions JSON: building requests, reading answers.
+ *	  The OpenAI chat-completions JSON: building requests, reading answers;
+ *	  and the model list of GET /models.
  *
  * Requests are written as UTF-8 JSON whatever the server encoding.
  *
@@ -16,6 +17,10 @@
  * response unusable for the same reason.  The only error this file can
  * raise is a failed conversion of valid UTF-8 into a non-UTF-8 server
  * encoding.
+ *
+ * A model list ({"data": [{"id": ...}, ...]}, what GET /models answers) is
+ * read by the same walker, which then has no content path and collects the
+ * ids instead.
  *
  * Streams (Server-Sent Events) are assembled as bytes arrive: complete
  * events are taken from the front of the buffer, their data parsed as
@@ -81,7 +86,7 @@ typedef struct WalkLevel
 typedef struct ResponseWalk
 {
 	ChatAnswer *answer;
-	const char *content_path;	/* where the text is */
+	const char *content_path;	/* where the text is; NULL: nowhere */
 	JsonLexContext *lex;		/* the parse under way */
 	MemoryContext strings_memory;	/* where decoded strings are made */
 	StringInfoData content;		/* the text taken from the parser, or
@@ -94,6 +99,8 @@ typedef struct ResponseWalk
 	bool		content_seen;
 	bool		content_wrong_type;
 	bool		number_out_of_range;
+	bool		data_is_array;	/* a model list: "data" is an array */
+	List	   *model_ids;		/* a model list: data.N.id strings */
 } ResponseWalk;
 
 static bool nesting_within(const char *body, size_t len, int max_depth);
@@ -109,6 +116,7 @@ static void parse_json(const char *body, size_t len, const char *content_path,
 					   MemoryContext strings_memory, ChatAnswer *answer,
 					   ResponseWalk *walk);
 static void take_content(ResponseWalk *walk);
+static bool is_model_id_path(const char *path);
 static bool number_storable(const char *token);
 static int	token_count(const char *token);
 static void take_event(StreamAssembly *stream, const char *data, size_t len);
@@ -365,8 +373,10 @@ walk_container_start(ResponseWalk *walk, bool is_array)
 	value_path(walk, path);
 	if (walk->depth == 0)
 		walk->root_is_object = !is_array;
-	else if (strcmp(path, walk->content_path) == 0)
+	else if (walk->content_path && strcmp(path, walk->content_path) == 0)
 		walk->content_wrong_type = true;
+	else if (walk->depth == 1 && is_array && strcmp(path, "data") == 0)
+		walk->data_is_array = true;
 
 	/* nesting_within() bounded the depth before parsing began */
 	Assert(walk->depth < MAX_JSON_DEPTH);
@@ -418,7 +428,7 @@ walk_field_start(void *state, char *fname, bool isnull)
 	if (walk->lex->token_type != JSON_TOKEN_STRING)
 		return;
 	value_path(walk, path);
-	if (strcmp(path, walk->content_path) == 0)
+	if (walk->content_path && strcmp(path, walk->content_path) == 0)
 		take_content(walk);
 }
 
@@ -471,7 +481,7 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (tokentype == JSON_TOKEN_NUMBER && !number_storable(token))
 		walk->number_out_of_range = true;
 
-	if (strcmp(path, walk->content_path) == 0)
+	if (walk->content_path && strcmp(path, walk->content_path) == 0)
 	{
 		if (is_string)
 		{
@@ -503,6 +513,26 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 		answer->error_type = utf8_to_server(token);
 	else if (strcmp(path, "error.code") == 0 && !is_null)
 		answer->error_code = utf8_to_server(token);
+	else if (walk->content_path == NULL && is_string && is_model_id_path(path))
+	{
+		char	   *id = utf8_to_server(token);
+
+		if (id != NULL)
+			walk->model_ids = lappend(walk->model_ids, id);
+	}
+}
+
+/* Is path that of a model list entry's id, "data.<index>.id"? */
+static bool
+is_model_id_path(const char *path)
+{
+	const char *c;
+
+	if (strncmp(path, "data.", 5) != 0 || !isdigit((unsigned char) path[5]))
+		return false;
+	for (c = path + 5; isdigit((unsigned char) *c); c++)
+		;
+	return strcmp(c, ".id") == 0;
 }
 
 /*
@@ -781,6 +811,26 @@ wire_response_text(const char *body, size_t len)
 	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
 		return NULL;
 	return pg_any_to_server(body, len, PG_UTF8);
+}
+
+/*
+ * The model ids of a GET /models body, in its order, as palloc'd strings in
+ * the server encoding (an id that is not valid UTF-8 is left out).  answer
+ * tells what else the body says: answer->problem is set when it is no
+ * usable list (not JSON, an error, no "data" array), with the gateway's
+ * error fields as for a chat response.
+ */
+List *
+wire_parse_model_list(const char *body, size_t len, ChatAnswer *answer)
+{
+	ResponseWalk walk;
+
+	parse_json(body, len, NULL, CurrentMemoryContext, answer, &walk);
+	if (!walk.root_is_object && answer->error_message == NULL)
+		answer->other_message = body_excerpt(body, len);
+	if (answer->problem == NULL && !walk.data_is_array)
+		answer->problem = "response has no \"data\" array";
+	return walk.model_ids;
 }
 
 /*

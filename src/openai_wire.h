@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * openai_wire.h
- *	  The OpenAI chat-completions JSON: building requests, reading answers.
+ *	  The OpenAI chat-completions JSON: building requests, reading answers;
+ *	  and the model list of GET /models.
  *
  *-------------------------------------------------------------------------
  */
@@ -9,6 +10,7 @@
 #define AIR_OPENAI_WIRE_H
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 /* The parts of a chat request that are the same for every route. */
@@ -79,5 +81,7 @@ extern size_t wire_stream_feed(StreamAssembly *stream, char *buf,
 							   size_t len, bool at_end);
 extern char *wire_stream_response(const StreamAssembly *stream);
 extern char *wire_response_text(const char *body, size_t len);
+extern List *wire_parse_model_list(const char *body, size_t len,
+								   ChatAnswer *answer);
 
 #endif							/* AIR_OPENAI_WIRE_H */

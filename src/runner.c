@@ -133,6 +133,7 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 {
 	List	   *urls = air_split_list("ai_resilience.endpoints", air_endpoints_value);
 	List	   *keys = secrets_api_keys();
+	char	   *count_problem;
 	ListCell   *lc;
 	int			i;
 
@@ -143,14 +144,13 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("no AI endpoint is configured"),
 				 errhint("Set ai_resilience.endpoints, e.g. to 'http://127.0.0.1:8080/v1'.")));
-	if (list_length(keys) > 1 && list_length(keys) != list_length(urls))
+	count_problem = secrets_key_count_problem(list_length(keys),
+											  list_length(urls));
+	if (count_problem)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s lists %d keys for %d endpoints",
-						air_api_key_file[0] ? "ai_resilience.api_key_file" :
-						"ai_resilience.api_key",
-						list_length(keys), list_length(urls)),
-				 errhint("Give one key for every endpoint, or one key per endpoint.")));
+				 errmsg_internal("%s", count_problem),
+				 errhint(SECRETS_KEY_COUNT_HINT)));
 
 	settings->keys = keys;
 	settings->nendpoints = list_length(urls);
@@ -161,7 +161,8 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 		Endpoint   *endpoint = &settings->endpoints[i];
 		const char *url = lfirst(lc);
 
-		endpoint->chat_url = secrets_chat_url(url);
+		endpoint->url = (char *) url;
+		endpoint->chat_url = secrets_resource_url(url, "chat/completions");
 		endpoint->display = palloc(strlen(url) + 1);
 		secrets_url_display(url, endpoint->display);
 		if (keys != NIL)
@@ -199,6 +200,24 @@ runner_load_settings(CallSettings *settings, List *models, int max_in_flight)
 	/* the caller's own, now: the log writer cannot know them */
 	settings->application_name = pstrdup(application_name);
 	settings->tag = air_tag && air_tag[0] ? pstrdup(air_tag) : NULL;
+}
+
+/*
+ * A new call id: a version 4, variant 1 UUID from the backend's PRNG (seeded
+ * from a strong source at backend start): an identifier, not a secret, and
+ * a strong random source per call costs more than the rest of a call's
+ * bookkeeping.
+ */
+void
+runner_new_call_id(pg_uuid_t *call_id)
+{
+	uint64		high = pg_prng_uint64(&pg_global_prng_state);
+	uint64		low = pg_prng_uint64(&pg_global_prng_state);
+
+	memcpy(call_id->data, &high, sizeof(high));
+	memcpy(call_id->data + sizeof(high), &low, sizeof(low));
+	call_id->data[6] = (call_id->data[6] & 0x0f) | 0x40;
+	call_id->data[8] = (call_id->data[8] & 0x3f) | 0x80;
 }
 
 /*
@@ -349,21 +368,7 @@ admit_call(RunState *run, CallSource source, void *source_arg, TimestampTz now)
 		return NULL;
 	}
 
-	/*
-	 * A version 4, variant 1 UUID from the backend's PRNG (seeded from a
-	 * strong source at backend start): an identifier, not a secret, and a
-	 * strong random source per call costs more than the rest of a call's
-	 * bookkeeping.
-	 */
-	{
-		uint64		high = pg_prng_uint64(&pg_global_prng_state);
-		uint64		low = pg_prng_uint64(&pg_global_prng_state);
-
-		memcpy(call->call_id.data, &high, sizeof(high));
-		memcpy(call->call_id.data + sizeof(high), &low, sizeof(low));
-	}
-	call->call_id.data[6] = (call->call_id.data[6] & 0x0f) | 0x40;
-	call->call_id.data[8] = (call->call_id.data[8] & 0x3f) | 0x80;
+	runner_new_call_id(&call->call_id);
 	call->deadline_at = TimestampTzPlusMilliseconds(now, run->settings->deadline_ms);
 	call->ready_at = now;
 	call->body_model = -1;

@@ -26,6 +26,7 @@
 /* One endpoint from ai_resilience.endpoints. */
 typedef struct Endpoint
 {
+	char	   *url;			/* as set: may hold credentials */
 	char	   *display;		/* for logs and messages: no credentials */
 	char	   *chat_url;		/* path + "/chat/completions" + query */
 	char	   *api_key;		/* NULL: no Authorization header */
@@ -116,6 +117,7 @@ typedef void (*CallSink) (void *arg, ChatCall *call);
 
 extern void runner_load_settings(CallSettings *settings, List *models,
 								 int max_in_flight);
+extern void runner_new_call_id(pg_uuid_t *call_id);
 extern void runner_run(const CallSettings *settings, const ChatPrompt *common,
 					   CallSource source, CallSink sink, void *arg);
 

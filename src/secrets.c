@@ -26,6 +26,13 @@
  * hidden as the key is and no error quotes it; an error names the line
  * number, and for a refused header its name, which is one of a fixed list.
  *
+ * Settings that cannot work together (more keys than one, but not one per
+ * endpoint; a header line for an endpoint that is not listed) fail every
+ * call, which finds them only when it reads the settings.  So they are also
+ * looked for as a whole (secrets_settings_problems): by ai_probe, and for a
+ * WARNING when a session SETs one of the settings (guc.c) or the
+ * configuration is reloaded (log_writer.c).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -43,6 +50,14 @@
 /* Largest key file read; a few hundred keys fit. */
 #define MAX_KEY_FILE_SIZE	(64 * 1024)
 
+/* The settings secrets_settings_problems reads, each as a List. */
+typedef enum SettingsReader
+{
+	READ_ENDPOINTS,				/* ai_resilience.endpoints */
+	READ_KEYS,					/* the API keys, from either setting */
+	READ_HEADERS				/* ai_resilience.extra_headers */
+} SettingsReader;
+
 /* The key file as last read. */
 static char *key_file_path = NULL;	/* TopMemoryContext; NULL: none read */
 static char *key_file_text = NULL;	/* TopMemoryContext */
@@ -55,6 +70,9 @@ static char *parse_header_line(char *line, int lineno, int nendpoints,
 							   int *endpoint);
 static List *drop_header(List *headers, const char *line);
 static int	header_name_len(const char *line);
+static bool read_setting(SettingsReader reader, int nendpoints,
+						 List **result, List **problems);
+static void add_caught_problem(List **problems, MemoryContext memory);
 
 /* Headers that ai_resilience.extra_headers may not set: ours, or framing. */
 static const char *const reserved_headers[] = {
@@ -111,11 +129,12 @@ secrets_url_display(const char *url, char *dest)
 }
 
 /*
- * The chat-completions URL of an endpoint: its path (without a trailing
- * '/') + "/chat/completions", then its query, if any.  Palloc'd.
+ * The URL of an endpoint's resource (e.g. "chat/completions", "models"):
+ * its path (without a trailing '/') + "/" + resource, then its query, if
+ * any.  Palloc'd.
  */
 char *
-secrets_chat_url(const char *url)
+secrets_resource_url(const char *url, const char *resource)
 {
 	UrlParts	parts;
 	int			base_len;
@@ -124,7 +143,7 @@ secrets_chat_url(const char *url)
 	base_len = parts.query;
 	while (base_len > parts.path && url[base_len - 1] == '/')
 		base_len--;
-	return psprintf("%.*s/chat/completions%.*s", base_len, url,
+	return psprintf("%.*s/%s%.*s", base_len, url, resource,
 					parts.fragment - parts.query, url + parts.query);
 }
 
@@ -466,4 +485,160 @@ drop_header(List *headers, const char *line)
 			headers = foreach_delete_current(headers, lc);
 	}
 	return headers;
+}
+
+/*
+ * The message for nkeys keys that fit nendpoints endpoints neither as one
+ * key for all nor as one key each; NULL when they fit.  Palloc'd.
+ */
+char *
+secrets_key_count_problem(int nkeys, int nendpoints)
+{
+	if (nkeys <= 1 || nkeys == nendpoints)
+		return NULL;
+	return psprintf("%s lists %d keys for %d endpoint%s",
+					air_api_key_file[0] ? "ai_resilience.api_key_file" :
+					"ai_resilience.api_key", nkeys, nendpoints,
+					nendpoints == 1 ? "" : "s");
+}
+
+/*
+ * What in ai_resilience.endpoints, the keys and ai_resilience.extra_headers
+ * would make a call fail before it sends anything, as a List of
+ * SettingsProblem (NIL: none), palloc'd.  *endpoints, unless NULL, gets the
+ * endpoint URLs as set (NIL when the list cannot be read).
+ */
+List *
+secrets_settings_problems(List **endpoints)
+{
+	List	   *problems = NIL;
+	List	   *urls = NIL;
+	List	   *keys = NIL;
+	List	   *headers;
+	char	   *count_problem = NULL;
+
+	if (read_setting(READ_ENDPOINTS, 0, &urls, &problems) && urls == NIL)
+	{
+		SettingsProblem *problem = palloc(sizeof(SettingsProblem));
+
+		problem->message = pstrdup("no AI endpoint is configured");
+		problem->hint = "Set ai_resilience.endpoints, e.g. to 'http://127.0.0.1:8080/v1'.";
+		problem->unset = true;
+		problems = lappend(problems, problem);
+	}
+	if (read_setting(READ_KEYS, 0, &keys, &problems) && urls != NIL)
+		count_problem = secrets_key_count_problem(list_length(keys),
+												  list_length(urls));
+	if (count_problem)
+	{
+		SettingsProblem *problem = palloc(sizeof(SettingsProblem));
+
+		problem->message = count_problem;
+		problem->hint = SECRETS_KEY_COUNT_HINT;
+		problem->unset = false;
+		problems = lappend(problems, problem);
+	}
+	/* every line is checked, whichever endpoint's headers are asked for */
+	if (read_setting(READ_HEADERS, list_length(urls), &headers, &problems))
+		list_free(headers);
+	if (endpoints)
+		*endpoints = urls;
+	return problems;
+}
+
+/*
+ * Read one setting into *result; an error it raises becomes a problem on
+ * *problems instead, and the result is false.  The readers hold no
+ * resource when they raise (the key file is closed first), so going on
+ * after catching their error is safe.
+ */
+static bool
+read_setting(SettingsReader reader, int nendpoints, List **result,
+			 List **problems)
+{
+	MemoryContext memory = CurrentMemoryContext;
+	volatile bool read = false;
+
+	PG_TRY();
+	{
+		switch (reader)
+		{
+			case READ_ENDPOINTS:
+				*result = air_split_list("ai_resilience.endpoints",
+										 air_endpoints_value);
+				break;
+			case READ_KEYS:
+				*result = secrets_api_keys();
+				break;
+			case READ_HEADERS:
+				*result = secrets_extra_headers(0, nendpoints);
+				break;
+		}
+		read = true;
+	}
+	PG_CATCH();
+	{
+		add_caught_problem(problems, memory);
+	}
+	PG_END_TRY();
+	return read;
+}
+
+/*
+ * Raise a WARNING for every problem of the settings (see
+ * secrets_settings_problems), but for endpoints not set yet: a key may
+ * well be set before them.
+ */
+void
+secrets_warn_problems(void)
+{
+	MemoryContext memory = AllocSetContextCreate(CurrentMemoryContext,
+												 "ai_resilience settings check",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContext old_context = MemoryContextSwitchTo(memory);
+	ListCell   *lc;
+
+	foreach(lc, secrets_settings_problems(NULL))
+	{
+		SettingsProblem *problem = lfirst(lc);
+
+		if (problem->unset)
+			continue;
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ai_resilience settings cannot work: %s",
+						problem->message),
+				 errdetail("Every call fails until the settings are fixed."),
+				 problem->hint ? errhint("%s", problem->hint) : 0));
+	}
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(memory);
+}
+
+/*
+ * In a PG_CATCH block: turn the error being handled into a problem on
+ * *problems, made in memory.  Cancels and anything worse than an ERROR go
+ * on.
+ */
+static void
+add_caught_problem(List **problems, MemoryContext memory)
+{
+	ErrorData  *edata;
+	SettingsProblem *problem;
+
+	MemoryContextSwitchTo(memory);
+	edata = CopyErrorData();
+	if (edata->elevel > ERROR ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+	{
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	FlushErrorState();
+	problem = palloc(sizeof(SettingsProblem));
+	problem->message = edata->message;
+	problem->hint = edata->hint;
+	problem->unset = false;
+	*problems = lappend(*problems, problem);
 }

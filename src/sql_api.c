@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -44,6 +45,7 @@
 #include "guc.h"
 #include "log_queue.h"
 #include "runner.h"
+#include "sql_api.h"
 
 PG_FUNCTION_INFO_V1(ai_chat);
 PG_FUNCTION_INFO_V1(ai_chat_complete);
@@ -51,6 +53,7 @@ PG_FUNCTION_INFO_V1(ai_chat_batch);
 PG_FUNCTION_INFO_V1(ai_chat_batch_keyed);
 PG_FUNCTION_INFO_V1(ai_flush_log);
 PG_FUNCTION_INFO_V1(ai_log_stats);
+PG_FUNCTION_INFO_V1(ai_enrich_require_top_level);
 
 #define LOG_STATS_COLUMNS	8
 
@@ -113,7 +116,6 @@ typedef struct Batch
 
 static void read_chat_arguments(FunctionCallInfo fcinfo, int models_argno,
 								ChatArguments *args);
-static List *models_argument(FunctionCallInfo fcinfo, int argno);
 static OnError on_error_argument(FunctionCallInfo fcinfo, int argno);
 static bool stream_argument(FunctionCallInfo fcinfo, int argno);
 static void check_prompt(const char *argname, size_t len);
@@ -339,7 +341,7 @@ ai_log_stats(PG_FUNCTION_ARGS)
  * The models argument as a List of names, or ai_resilience.models when the
  * argument is NULL.  Refuses an empty list, NULL and empty names.
  */
-static List *
+List *
 models_argument(FunctionCallInfo fcinfo, int argno)
 {
 	List	   *models = NIL;
@@ -674,4 +676,21 @@ raise_call_failure(int elevel, const pg_uuid_t *call_id, int sqlstate,
 					   gateway_text_for_client(last_error)) :
 			 errdetail("call_id %s", id),
 			 errhint("Every attempt is in ai_call_log.")));
+}
+
+/*
+ * ai_enrich_require_top_level(caller text) raises 25001 inside a transaction
+ * block: the procedure ai_enrich commits after every slice, which only a
+ * CALL outside a block may do, and says so before it takes any row.
+ */
+Datum
+ai_enrich_require_top_level(PG_FUNCTION_ARGS)
+{
+	if (IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot run inside a transaction block",
+						text_to_cstring(PG_GETARG_TEXT_PP(0))),
+				 errhint("CALL it on its own: it commits after every slice.")));
+	PG_RETURN_VOID();
 }

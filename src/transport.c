@@ -1,7 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * transport.c
- *	  HTTP POSTs over libcurl's multi interface, waited on with the latch.
+ *	  HTTP requests over libcurl's multi interface, waited on with the latch.
+ *
+ * Requests are the chat POSTs and, for ai_probe (probe.c), a GET of an
+ * endpoint's model list on a connection of its own, whose set-up times
+ * (name resolution, TCP, TLS) are reported.
  *
  * Each backend has one CURLM handle for its whole life: its connection cache
  * keeps connections alive between calls, and any number of requests can be
@@ -126,8 +130,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata);
 static void copy_header_value(char *dest, const char *value, size_t len);
 
 /*
- * Start a POST.  It runs as the caller calls transport_wait, which hands it
- * back when it is done.
+ * Start a POST, or a GET when request->body is NULL.  It runs as the caller
+ * calls transport_wait, which hands it back when it is done.
  */
 void
 transport_start(TransportRequest *request)
@@ -135,11 +139,13 @@ transport_start(TransportRequest *request)
 	struct curl_slist *headers = NULL;
 	struct curl_slist *grown;
 	const char *const fixed_headers[] = {
-		"Content-Type: application/json",
 		request->stream ? "Accept: text/event-stream" : "Accept: application/json",
+		/* the rest describe a body: a GET has none */
+		"Content-Type: application/json",
 		/* a large body must not wait a second for "100 Continue" */
 		"Expect:"
 	};
+	size_t		nfixed = request->body ? lengthof(fixed_headers) : 1;
 	CURL	   *easy;
 	CURLMcode	mrc;
 	bool		out_of_memory = false;
@@ -150,7 +156,7 @@ transport_start(TransportRequest *request)
 	request->node.next = request->node.prev = NULL;
 	request->easy = NULL;
 
-	for (i = 0; i < lengthof(fixed_headers) && !out_of_memory; i++)
+	for (i = 0; i < nfixed && !out_of_memory; i++)
 	{
 		grown = curl_slist_append(headers, fixed_headers[i]);
 		if (grown == NULL)
@@ -204,6 +210,11 @@ transport_start(TransportRequest *request)
 	request->response_too_large = false;
 	request->new_connection = false;
 	request->elapsed_us = 0;
+	request->unresolved = false;
+	request->namelookup_us = 0;
+	request->connect_us = 0;
+	request->appconnect_us = 0;
+	request->remote_ip[0] = '\0';
 	request->retry_after[0] = '\0';
 	request->retry_after_ms[0] = '\0';
 	request->should_retry[0] = '\0';
@@ -221,10 +232,20 @@ transport_start(TransportRequest *request)
 
 	curl_easy_setopt(easy, CURLOPT_URL, request->url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request->body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-					 (curl_off_t) request->body_len);
+	if (request->body)
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request->body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) request->body_len);
+	}
+	else
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	if (request->fresh_connection)
+	{
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, AIR_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -628,16 +649,30 @@ finish_request(TransportRequest *request, CURLcode result)
 	curl_off_t	total_us = 0;
 	curl_off_t	pretransfer_us = 0;
 	curl_off_t	namelookup_us = 0;
+	curl_off_t	connect_us = 0;
+	curl_off_t	appconnect_us = 0;
+	char	   *remote_ip = NULL;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
 	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
 	curl_easy_getinfo(easy, CURLINFO_NAMELOOKUP_TIME_T, &namelookup_us);
+	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &appconnect_us);
 
 	request->http_status = status;
 	request->new_connection = connects > 0;
 	request->elapsed_us = total_us;
+	request->namelookup_us = namelookup_us;
+	request->connect_us = connect_us;
+	request->appconnect_us = appconnect_us;
+	request->unresolved = result == CURLE_COULDNT_RESOLVE_HOST ||
+		result == CURLE_COULDNT_RESOLVE_PROXY ||
+		(result == CURLE_OPERATION_TIMEDOUT && namelookup_us == 0);
+	if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &remote_ip) == CURLE_OK &&
+		remote_ip != NULL)
+		strlcpy(request->remote_ip, remote_ip, sizeof(request->remote_ip));
 
 	switch (result)
 	{

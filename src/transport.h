@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * transport.h
- *	  HTTP POSTs over libcurl's multi interface, waited on with the latch.
+ *	  HTTP requests over libcurl's multi interface, waited on with the latch.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,19 +20,22 @@
 #define TRANSPORT_ERROR_SIZE		256
 
 /*
- * One HTTP POST.  The caller fills the inputs, keeps them valid until the
- * request is done, and reads the outputs once transport_wait has returned it.
- * Everything the transfer allocates lives in 'memory'.
+ * One HTTP request: a POST of body, or a GET when body is NULL.  The caller
+ * fills the inputs, keeps them valid until the request is done, and reads
+ * the outputs once transport_wait has returned it.  Everything the transfer
+ * allocates lives in 'memory'.
  */
 typedef struct TransportRequest
 {
 	/* inputs */
 	const char *url;
-	const char *body;
+	const char *body;			/* NULL: a GET */
 	size_t		body_len;
 	const char *api_key;		/* NULL or "" sends no Authorization */
 	const List *extra_headers;	/* "Name: value" strings, checked */
 	bool		stream;			/* ask for text/event-stream */
+	bool		fresh_connection;	/* open a connection of its own and close
+									 * it after: its set-up times are measured */
 	long		connect_timeout_ms; /* name resolution, TCP and TLS */
 	long		first_byte_timeout_ms;	/* 0: none */
 	long		idle_timeout_ms;	/* after the first byte; 0: none */
@@ -51,6 +54,11 @@ typedef struct TransportRequest
 	bool		response_too_large; /* body passed max_response_bytes */
 	bool		new_connection; /* a connection was opened for it */
 	int64		elapsed_us;		/* from start to the end of the transfer */
+	bool		unresolved;		/* failed, or timed out, resolving the name */
+	int64		namelookup_us;	/* from start to the name resolved */
+	int64		connect_us;		/* to the TCP connection up; 0: not */
+	int64		appconnect_us;	/* to the TLS handshake done; 0: not, or no TLS */
+	char		remote_ip[TRANSPORT_HEADER_VALUE_SIZE];	/* connected to; "": none */
 	char		retry_after[TRANSPORT_HEADER_VALUE_SIZE];
 	char		retry_after_ms[TRANSPORT_HEADER_VALUE_SIZE];
 	char		should_retry[TRANSPORT_HEADER_VALUE_SIZE];

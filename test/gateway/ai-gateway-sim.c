@@ -2529,6 +2529,27 @@ handle_chat(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	return ret;
 }
 
+/* Is token one of the '+'-separated options in s[0..n)? */
+static bool
+has_option_token(const char *s, size_t n, const char *token)
+{
+	size_t		len = strlen(token);
+
+	while (n > 0)
+	{
+		const char *plus = memchr(s, '+', n);
+		size_t		part = plus ? (size_t) (plus - s) : n;
+
+		if (part == len && memcmp(s, token, len) == 0)
+			return true;
+		if (plus == NULL)
+			break;
+		n -= part + 1;
+		s = plus + 1;
+	}
+	return false;
+}
+
 /* Handle GET <prefix>/v1/models. */
 static enum MHD_Result
 handle_models(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
@@ -2597,7 +2618,9 @@ handle_models(struct MHD_Connection *conn, ReqCtx *ctx, const Endpoint *ep)
 	seq = journal_record(&ji);
 	sb_init(&sb, 512);
 	sb_puts(&sb, "{\"object\":\"list\",\"data\":[");
-	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+	/* a prefix with the option "emptylist" (/gw+emptylist) lists no model */
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]) &&
+		 !has_option_token(ep->options, ep->options_len, "emptylist"); i++)
 		sb_printf(&sb, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"sim\"}",
 				  i ? "," : "", ids[i]);
 	sb_puts(&sb, "]}");

@@ -109,6 +109,10 @@ check "prompt directive can make a failing model answer" eval 'code_is 200 && bo
 
 CODE=$(curl -s -m 5 -o "$TMP/b" -w '%{http_code}' "$BASE/v1/models")
 check "models list" eval 'code_is 200 && body_has "\"object\":\"list\"" && body_has "\"id\":\"ok\""'
+CODE=$(curl -s -m 5 -o "$TMP/b" -w '%{http_code}' "$BASE/gw+emptylist/v1/models")
+check "models list: emptylist option lists none" eval 'code_is 200 && body_has "\"data\":[]}"'
+CODE=$(curl -s -m 5 -o "$TMP/b" -w '%{http_code}' "$BASE/status-401/v1/models")
+check "models list: a status-401 prefix refuses it" eval 'code_is 401 && body_has invalid_api_key'
 
 CODE=$(curl -s -m 5 -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' --data-binary '[1,2]' "$BASE/v1/chat/completions")
 check "non-object body: 400 invalid_request_error" eval 'code_is 400 && body_has invalid_request_error && hdr_has "^x-request-id: "'

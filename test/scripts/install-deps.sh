@@ -14,6 +14,7 @@ packages=(
     libcurl4-openssl-dev
     libmicrohttpd-dev libjansson-dev
     libipc-run-perl
+    postgresql-15-cron
     "$@"
 )
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

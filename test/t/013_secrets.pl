@@ -23,7 +23,7 @@ ai_resilience.endpoints = 'http://tapuser:tap-pass\@$hostport/v1?api_key=tapquer
 });
 my @secrets = qw(sk-conf-secret-0001 sk-altered-secret-0002 sk-altered-secret-0003
   sk-file-secret-0004 sk-file-secret-0005 sk-file-secret-0006 sk-final-secret-0007
-  tap-pass tapquery-secret);
+  sk-final-secret-0008 tap-pass tapquery-secret);
 
 # The Authorization header of the simulator's last request.
 sub last_auth
@@ -138,6 +138,20 @@ alter_system(q{ALTER SYSTEM RESET ai_resilience.api_key_file},
 	q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-final-secret-0007'});
 $node->safe_psql('postgres', q{SELECT ai_chat('p', ARRAY['ok'])});
 is(last_auth(), 'Bearer sk-final-secret-0007', 'a key set where there was none is sent');
+
+# settings that cannot work together (two keys for the one endpoint) are
+# accepted by a reload, which warns in the server log; ai_probe says the same
+my $log_offset = -s $node->logfile;
+alter_system(q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-final-secret-0007,sk-final-secret-0008'});
+ok($node->wait_for_log(
+		qr/WARNING:  ai_resilience settings cannot work: ai_resilience.api_key lists 2 keys for 1 endpoint/,
+		$log_offset),
+	'a reload with two keys for one endpoint warns in the server log');
+is($node->safe_psql('postgres',
+		q{SELECT verdict || ': ' || detail FROM ai_probe() WHERE check_name = 'settings'}),
+	'failed: ai_resilience.api_key lists 2 keys for 1 endpoint',
+	'ai_probe reports the same');
+alter_system(q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-final-secret-0007'});
 
 # no secret in the server log, in any case
 my $server_log = slurp_file($node->logfile);

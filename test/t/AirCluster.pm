@@ -11,7 +11,7 @@ use IPC::Run;
 use Exporter 'import';
 
 our @EXPORT = qw(new_air_cluster skip_if_sanitized sim_url journal_reset journal_count log_stats
-  start_session waiting_pid);
+  start_session waiting_pid sim_control wait_log_written);
 
 # The simulator's base URL; the tests cannot run without it.
 sub sim_url
@@ -89,6 +89,25 @@ sub waiting_pid
 			"SELECT count(*) = 1 FROM ($query) w"),
 		"pg_stat_activity shows the call waiting (wait_event_type Extension)");
 	return $node->safe_psql('postgres', $query);
+}
+
+# Take a model or prefix down on the simulator, or bring it back:
+# sim_control('down?model=m'), sim_control('up').
+sub sim_control
+{
+	my ($what) = @_;
+	my $url = sim_url();
+	system('curl', '-s', '-f', '-X', 'POST', "$url/control/$what") == 0
+	  or die "control $what failed";
+}
+
+# Wait until every attempt queued by any session is in ai_call_log.
+sub wait_log_written
+{
+	my ($node) = @_;
+	ok($node->poll_query_until('postgres',
+			'SELECT queued = written + lost AND in_queue = 0 FROM ai_log_stats()'),
+		'every attempt queued is written to ai_call_log');
 }
 
 # ai_log_stats() as a hash.
