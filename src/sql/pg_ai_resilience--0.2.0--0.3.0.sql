@@ -281,6 +281,8 @@ COMMENT ON FUNCTION @extschema@.ai_probe(text[], boolean) IS
     'Check the settings and every endpoint (name, connection, TLS, GET /models, the models listed) without spending tokens; chat => true also sends one tiny chat per endpoint and model';
 
 REVOKE ALL ON FUNCTION @extschema@.ai_probe(text[], boolean) FROM PUBLIC;
+
+/*
  * ai_enrich: fill a column of a table from a prompt over its rows, in
  * slices that each commit, so that a paid answer is never rolled back.
  *
