@@ -10,7 +10,6 @@ set -euo pipefail
 packages=(
     make gcc pkg-config curl
     postgresql-15 postgresql-server-dev-15 postgresql-common
-    postgresql-15-cron
     libcurl4-openssl-dev
     libmicrohttpd-dev libjansson-dev
     libipc-run-perl
