@@ -8,10 +8,11 @@
 #             Every sanitizer report is a failure.
 #   plain:    the ordinary build; the unit tests, the simulator's self-test,
 #             pg_regress (make installcheck, in a throwaway cluster made by
-#             pg_virtualenv with the extension in shared_preload_libraries)
-#             and the TAP tests of test/t (make prove_installcheck, as the
-#             postgres user); then the interop tests of test/t/interop
-#             against real gateways, installed with npm ci at the versions
+#             pg_virtualenv with the extension in shared_preload_libraries),
+#             the examples of docs/*.md (test/docs/run.sh) and the TAP
+#             tests of test/t (make prove_installcheck, as the postgres
+#             user); then the interop tests of test/t/interop against real
+#             gateways, installed with npm ci at the versions
 #             test/interop/package-lock.json pins.
 # With no argument both run; "test.sh sanitize" or "test.sh plain" runs one.
 # The plain build is what stays installed.  Prints one "N passed, M failed"
@@ -89,6 +90,20 @@ regress() {
     fi
     [ -s test/results/regression.diffs ] && head -200 test/results/regression.diffs
     passed=$((passed + ok)); failed=$((failed + bad))
+}
+
+# Every ```sql block of docs/*.md run, and its shown output compared, by
+# test/docs/check_docs.pl (after the checker's own test on
+# test/docs/fixtures/), in a throwaway cluster that preloads pg_cron too for
+# the cookbook's scheduled job; $1 names the log.
+docs_check() {
+    local log=test/results/$1.log rc
+    echo "== docs examples"
+    pg_virtualenv -t -c "--locale=C.UTF-8" -o 'shared_preload_libraries=pg_ai_resilience,pg_cron' \
+        -o 'cron.database_name=docs_cookbook' bash test/docs/run.sh > "$log" 2>&1 9>&-
+    rc=$?
+    grep -E '^(ok|not ok|#) ' "$log"
+    count "$log" $rc
 }
 
 # Run a TAP step as postgres (PostgreSQL refuses root) from a copy of the
@@ -211,6 +226,7 @@ stage_plain() {
     tail -1 test/results/selftest.log
     count test/results/selftest.log $rc
 
+    docs_check docs
     regress regress
     tap tap
     interop
