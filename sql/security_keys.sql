@@ -68,6 +68,14 @@ SELECT replace(setting, :'hostport', 'HOST') AS setting,
 FROM pg_settings WHERE name = 'ai_resilience.endpoints';
 RESET ROLE;
 DROP ROLE ai_reader;
+-- SET LOCAL shows its endpoints without credentials and ends with the
+-- transaction; the value stored is '' throughout (see guc.c)
+BEGIN;
+SET LOCAL ai_resilience.endpoints = 'http://user:local-pw@gw.example/local/v1?api_key=localsecret';
+SHOW ai_resilience.endpoints;
+SELECT setting, reset_val, boot_val FROM pg_settings WHERE name = 'ai_resilience.endpoints';
+COMMIT;
+SELECT replace(current_setting('ai_resilience.endpoints'), :'hostport', 'HOST') AS after_commit;
 SELECT ai_chat('p', ARRAY['ok']) AS answer;
 SET ai_resilience.max_retries = 0;
 SELECT try_chat('p', ARRAY['status-502']);
@@ -79,6 +87,9 @@ SELECT count(*) AS rows_with_credentials FROM ai_call_log l
 WHERE l::text ~ '(p%40ss|secret123|u2:|frag)';
 -- a rejected value is not quoted with its credentials
 SET ai_resilience.endpoints = 'http://user:pw@gw.example/v1?api_key=secret123,ftp://u:pw@gw.example/x';
+SELECT replace(current_setting('ai_resilience.endpoints'), :'hostport', 'HOST') AS unchanged;
+RESET ai_resilience.endpoints;
+SELECT replace(current_setting('ai_resilience.endpoints'), :'hostport', 'HOST') AS after_reset;
 TRUNCATE ai_call_log;
 
 -- Invalid UTF-8 from the gateway (a JSON syntax error quoting its bytes, an

@@ -23,19 +23,25 @@
  * ceiling, so a ceiling lowered later caps sessions that set more before.
  *
  * Secrets never show in a view of the settings (SHOW, current_setting,
- * pg_settings, including its reset_val), not even to members of
- * pg_read_all_settings: the check hooks of ai_resilience.api_key,
- * ai_resilience.extra_headers (which may carry a gateway's own key) and
- * ai_resilience.endpoints keep the value as set in their "extra" (malloc'd
- * and freed by PostgreSQL's GUC code, which calls the assign hook whenever
- * the active one changes) and rewrite the value in place: the key's and
- * the headers' to '' (a show hook displays '********' when set), the
- * endpoints' to their display form, without credentials.  That also keeps a reload that
- * changes the key out of the server log: PostgreSQL logs "parameter ...
- * changed to ..." only when the value changes, and the key's never does.
- * A check hook never rejects the key or the headers (PostgreSQL would
- * quote the rejected value); they are validated where they are used
- * (secrets.c).  A SET of the endpoints, the key or the headers that makes
+ * pg_settings, including its reset_val and boot_val), not even to members
+ * of pg_read_all_settings, nor in the server log: the check hooks of
+ * ai_resilience.api_key, ai_resilience.extra_headers (which may carry a
+ * gateway's own key) and ai_resilience.endpoints (whose URLs may carry
+ * user:password@ or ?api_key=) keep the value as set in their "extra"
+ * (malloc'd and freed by PostgreSQL's GUC code, which calls the assign hook
+ * whenever the active one changes) and rewrite the value itself in place to
+ * '', always.  A show hook displays '********' for a key or headers that
+ * are set, the endpoints without credentials (their display form, kept in
+ * extra too).  The value must be a constant: at a reload, PostgreSQL logs
+ * "parameter ... changed to ..." whenever the value differs from the one
+ * before, and what it quotes is the raw text of the configuration file, not
+ * the value; a value that followed the endpoints' display form would log
+ * their credentials whenever a host or path changes.  So a reload never
+ * logs that the endpoints changed (SHOW tells).  A check hook never rejects
+ * the key or the headers (PostgreSQL would quote the rejected value); they
+ * are validated where they are used (secrets.c).  It may reject endpoints,
+ * which it first rewrites to their display form, the value PostgreSQL
+ * quotes.  A SET of the endpoints, the key or the headers that makes
  * them misfit each other warns at once (warn_if_conflicting).  Parallel
  * workers receive the rewritten values, so no function that calls a
  * gateway may be parallel safe.
@@ -98,6 +104,7 @@ char	   *air_tag = NULL;
 
 static bool check_endpoints(char **newval, void **extra, GucSource source);
 static void assign_endpoints(const char *newval, void *extra);
+static const char *show_endpoints(void);
 static bool check_secret(char **newval, void **extra, GucSource source);
 static bool check_api_key(char **newval, void **extra, GucSource source);
 static bool check_extra_headers(char **newval, void **extra,
@@ -129,7 +136,7 @@ air_define_gucs(void)
 							   "",
 							   PGC_SUSET,
 							   0,
-							   check_endpoints, assign_endpoints, NULL);
+							   check_endpoints, assign_endpoints, show_endpoints);
 
 	DefineCustomStringVariable("ai_resilience.api_key",
 							   "Bearer token(s) sent to the endpoints.",
@@ -457,17 +464,21 @@ air_split_list(const char *name, const char *raw)
 
 /*
  * Every endpoint must be an absolute http(s) URL with a host.  The value as
- * set goes to extra; the value itself is rewritten to the endpoints' display
- * forms, before any check can fail, since PostgreSQL quotes a rejected value.
+ * set and the endpoints' display forms ("value\0display") go to extra; the
+ * value itself is rewritten to the display forms before any check can fail,
+ * since PostgreSQL quotes a rejected value, and to '' once it is accepted
+ * (see the header).
  */
 static bool
 check_endpoints(char **newval, void **extra, GucSource source)
 {
 	char	   *copy = pstrdup(*newval);
+	char	   *value = pstrdup(*newval);
 	char	   *shown = *newval;
-	char	   *value;
 	List	   *items = NIL;
 	ListCell   *lc;
+	size_t		value_size;
+	char	   *both;
 
 	if (!SplitGUCList(copy, ',', &items))
 	{
@@ -475,7 +486,6 @@ check_endpoints(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("List syntax is invalid.");
 		return false;
 	}
-	value = strdup(*newval);
 	foreach(lc, items)
 	{
 		const char *url = lfirst(lc);
@@ -489,28 +499,34 @@ check_endpoints(char **newval, void **extra, GucSource source)
 		{
 			secrets_url_display(url, shown);
 			GUC_check_errdetail("Endpoint \"%s\" is not an http:// or https:// URL.", shown);
-			free(value);
 			return false;
 		}
 		if (parts.host == parts.path)
 		{
 			secrets_url_display(url, shown);
 			GUC_check_errdetail("Endpoint \"%s\" has no host.", shown);
-			free(value);
 			return false;
 		}
 		shown += secrets_url_display(url, shown);
 	}
+	*shown = '\0';
 	list_free(items);
 	pfree(copy);
-	if (value == NULL)
+
+	value_size = strlen(value) + 1;
+	both = malloc(value_size + strlen(*newval) + 1);
+	if (both == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
 		GUC_check_errmsg("out of memory");
 		return false;
 	}
-	*extra = value;
-	warn_if_conflicting(source, &air_endpoints_value, value);
+	memcpy(both, value, value_size);
+	strcpy(both + value_size, *newval);
+	pfree(value);
+	(*newval)[0] = '\0';
+	*extra = both;
+	warn_if_conflicting(source, &air_endpoints_value, both);
 	return true;
 }
 
@@ -519,6 +535,16 @@ static void
 assign_endpoints(const char *newval, void *extra)
 {
 	air_endpoints_value = extra ? extra : "";
+}
+
+/* Show the endpoints without credentials: the display form after the value. */
+static const char *
+show_endpoints(void)
+{
+	/* before the first assignment the value is a bare "" */
+	if (air_endpoints_value[0] == '\0')
+		return "";
+	return air_endpoints_value + strlen(air_endpoints_value) + 1;
 }
 
 /*

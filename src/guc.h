@@ -10,7 +10,7 @@
 
 #include "nodes/pg_list.h"
 
-extern char *air_endpoints;		/* as shown: without credentials */
+extern char *air_endpoints;		/* always empty */
 extern const char *air_endpoints_value;	/* as set */
 extern char *air_api_key;		/* always empty */
 extern const char *air_api_key_value;	/* as set */

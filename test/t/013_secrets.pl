@@ -1,6 +1,7 @@
 # Who can read the key and the endpoint credentials: pg_monitor members see
-# them masked, a reload that changes the key does not write it into the
-# server log, WARNINGs are redacted, and ai_resilience.api_key_file is
+# them masked, a reload that changes the key or the endpoints (or is refused
+# an invalid endpoints value) does not write them into the server log,
+# WARNINGs are redacted, and ai_resilience.api_key_file is
 # checked and read like ssl_key_file.  The server log is searched for every
 # secret at the end.
 use strict;
@@ -23,7 +24,8 @@ ai_resilience.endpoints = 'http://tapuser:tap-pass\@$hostport/v1?api_key=tapquer
 });
 my @secrets = qw(sk-conf-secret-0001 sk-altered-secret-0002 sk-altered-secret-0003
   sk-file-secret-0004 sk-file-secret-0005 sk-file-secret-0006 sk-final-secret-0007
-  sk-final-secret-0008 tap-pass tapquery-secret);
+  sk-final-secret-0008 tap-pass tapquery-secret tap2user tap-pass-2 tapquery-secret-2
+  tapquery-secret-3 bad-pass-9 badquery-secret);
 
 # The Authorization header of the simulator's last request.
 sub last_auth
@@ -64,14 +66,48 @@ is($as_mon->(q{SELECT current_setting('ai_resilience.api_key')}), '********',
 	'current_setting masks the key');
 is($as_mon->(q{SHOW ai_resilience.endpoints}), "http://$hostport/v1",
 	'SHOW shows the endpoints without credentials');
-is($as_mon->(q{SELECT setting || ' ' || reset_val FROM pg_settings
+is($as_mon->(q{SELECT setting || '|' || reset_val || '|' || boot_val FROM pg_settings
                WHERE name = 'ai_resilience.endpoints'}),
-	"http://$hostport/v1 http://$hostport/v1",
-	'pg_settings shows them without credentials, reset_val included');
+	"http://$hostport/v1||",
+	'pg_settings shows them without credentials, reset_val and boot_val empty');
 
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM pg_file_settings',
 	extra_params => [ '-U', 'mon' ]);
 like($err, qr/permission denied/, 'pg_file_settings is for the superuser only');
+
+# an invalid endpoints value with credentials, in postgresql.conf, is
+# refused by a reload that quotes it without them; then it is fixed (before
+# any ALTER SYSTEM of the endpoints, which would hide postgresql.conf's)
+my $log_offset = -s $node->logfile;
+$node->append_conf('postgresql.conf',
+	"ai_resilience.endpoints = 'http://tapuser:tap-pass\@$hostport/v1?api_key=tapquery-secret,"
+	  . "ftp://baduser:bad-pass-9\@gw.example/x?api_key=badquery-secret'\n");
+$node->reload;
+ok($node->wait_for_log(
+		qr{invalid value for parameter "ai_resilience.endpoints": "http://\Q$hostport\E/v1,ftp://gw.example/x"},
+		$log_offset),
+	'a reload refuses an invalid endpoints value, quoted without credentials');
+$node->append_conf('postgresql.conf',
+	"ai_resilience.endpoints = 'http://tapuser:tap-pass\@$hostport/v1?api_key=tapquery-secret'\n");
+
+# ALTER SYSTEM + reload of the endpoints with credentials, then with a key
+# in the query only: the calls go there, SHOW has no credential, the log
+# none either
+alter_system(qq{ALTER SYSTEM SET ai_resilience.endpoints =
+	'http://tap2user:tap-pass-2\@$hostport/gw2/v1/?api_key=tapquery-secret-2'});
+is($as_mon->(q{SHOW ai_resilience.endpoints}), "http://$hostport/gw2/v1",
+	'SHOW shows the endpoints set by ALTER SYSTEM without credentials');
+is($node->safe_psql('postgres', q{SELECT ai_chat('p', ARRAY['ok'])}), 'echo: p',
+	'a call goes to the endpoints set by ALTER SYSTEM');
+is((split /\t/, (split /\n/, `curl -s $url/journal`)[-1])[1], '/gw2',
+	'(the simulator saw it at /gw2)');
+alter_system(qq{ALTER SYSTEM SET ai_resilience.endpoints =
+	'http://$hostport/v1?api_key=tapquery-secret-3'});
+is($as_mon->(q{SELECT current_setting('ai_resilience.endpoints')}), "http://$hostport/v1",
+	'current_setting shows them without the query');
+alter_system(q{ALTER SYSTEM RESET ai_resilience.endpoints});
+is($as_mon->(q{SHOW ai_resilience.endpoints}), "http://$hostport/v1",
+	'ALTER SYSTEM RESET brings back the endpoints of postgresql.conf');
 
 # ALTER SYSTEM + reload, twice: the calls use the new key, the log has none
 alter_system(q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-altered-secret-0002'});
@@ -141,7 +177,7 @@ is(last_auth(), 'Bearer sk-final-secret-0007', 'a key set where there was none i
 
 # settings that cannot work together (two keys for the one endpoint) are
 # accepted by a reload, which warns in the server log; ai_probe says the same
-my $log_offset = -s $node->logfile;
+$log_offset = -s $node->logfile;
 alter_system(q{ALTER SYSTEM SET ai_resilience.api_key = 'sk-final-secret-0007,sk-final-secret-0008'});
 ok($node->wait_for_log(
 		qr/WARNING:  ai_resilience settings cannot work: ai_resilience.api_key lists 2 keys for 1 endpoint/,
