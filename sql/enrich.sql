@@ -215,6 +215,31 @@ FROM enrich_a, enrich_b;
 DROP ROLE enrich_a;
 DROP ROLE enrich_b;
 
+-- functions a database owner planted in the extension's schema (public
+-- here) that would outrank the batch function ai_enrich calls, or make its
+-- call ambiguous: ai_enrich calls neither, and runs
+CREATE TABLE planted_calls (fn text);
+CREATE FUNCTION public.ai_chat_batch_keyed(keys tid[], prompts text[], models text[], system_prompt text,
+                                           max_tokens integer, temperature double precision, on_error text)
+RETURNS TABLE (key tid, response text, call_id uuid, attempts integer, error text)
+LANGUAGE sql AS $$
+    INSERT INTO public.planted_calls VALUES ('keyed') RETURNING NULL::tid, 'planted', NULL::uuid, 0, NULL::text
+$$;
+CREATE FUNCTION public.ai_chat_batch(prompts text[], models text[], system_prompt text, max_tokens integer,
+                                     temperature double precision)
+RETURNS TABLE (ord integer, response text, call_id uuid, attempts integer, error text)
+LANGUAGE sql AS $$
+    INSERT INTO public.planted_calls VALUES ('batch') RETURNING 0, 'planted', NULL::uuid, 0, NULL::text
+$$;
+CREATE TABLE planted_items (id integer PRIMARY KEY, body text, summary text);
+INSERT INTO planted_items VALUES (1, 'p1'), (2, 'p2');
+CALL ai_enrich('planted_items', 'id', 'body', 'summary', ARRAY['ok']);
+SELECT id, summary FROM planted_items ORDER BY id;
+SELECT count(*) AS planted_calls FROM planted_calls;
+DROP FUNCTION public.ai_chat_batch_keyed(tid[], text[], text[], text, integer, double precision, text);
+DROP FUNCTION public.ai_chat_batch(text[], text[], text, integer, double precision);
+DROP TABLE planted_calls, planted_items;
+
 -- EXECUTE is not granted to PUBLIC
 SELECT has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_call
 FROM pg_proc p WHERE p.proname = 'ai_enrich';

@@ -559,9 +559,14 @@ REVOKE ALL ON FUNCTION @extschema@.ai_probe(text[], boolean) FROM PUBLIC;
  * A slice takes up to slice_rows rows whose result column is NULL with
  * FOR UPDATE SKIP LOCKED (overlapping runs never call twice for a row, and
  * a concurrent UPDATE of a row being enriched waits for the slice instead
- * of re-running a call), sends their prompts through ai_chat_batch_keyed
- * (keyed by ctid, stable while the row is locked), writes the answers and
- * records the failures, then commits.  Rows never tried come first, then
+ * of re-running a call), sends their prompts through ai_chat_batch (its
+ * rows come in prompt order, matched to the rows' ctids, stable while the
+ * rows are locked), writes the answers and records the failures, then
+ * commits.  Every argument of ai_chat_batch is given, with its exact type:
+ * a function a database owner plants in the extension's schema can then
+ * neither outrank it (an exact match would outrank ai_chat_batch_keyed's
+ * anyarray, a shorter signature one that fills defaults) nor share its
+ * signature.  Rows never tried come first, then
  * rows that failed in earlier runs; a run tries a row at most once, and a
  * row that failed max_tries runs is given up (skipped and listed) until its
  * entry in ai_enrich_failures is deleted.  When the run's failed rows pass
@@ -815,8 +820,9 @@ BEGIN
             USING ERRCODE = err_state;
     END;
     -- models, system_prompt, max_tokens and temperature, checked as a batch checks them
-    PERFORM FROM @extschema@.ai_chat_batch('{}'::text[], ai_enrich.models, ai_enrich.system_prompt,
-                                           ai_enrich.max_tokens, ai_enrich.temperature);
+    PERFORM FROM @extschema@.ai_chat_batch('{}'::pg_catalog.text[], ai_enrich.models, ai_enrich.system_prompt,
+                                           ai_enrich.max_tokens, ai_enrich.temperature,
+                                           'null'::pg_catalog.text, NULL::pg_catalog.bool);
 
     -- A prompt over max_prompt_bytes would refuse its whole slice: such a
     -- row is given up at once instead.  A NULL or empty prompt has nothing
@@ -849,7 +855,7 @@ BEGIN
         relation, rel_alias, ai_enrich.result_column);
 
     -- it commits after every slice
-    PERFORM @extschema@.ai_enrich_require_top_level('ai_enrich');
+    PERFORM @extschema@.ai_enrich_require_top_level('ai_enrich'::pg_catalog.text);
 
     -- runs still 'running' whose backend is gone, or is this one, ended in
     -- an error they could not record (cancel, statement_timeout, a crash)
@@ -917,9 +923,10 @@ BEGIN
                    pg_catalog.array_agg(b.call_id ORDER BY b.n),
                    pg_catalog.array_agg(b.error ORDER BY b.n)
               INTO answers, call_ids, errors
-              FROM @extschema@.ai_chat_batch_keyed(row_ids, prompts, ai_enrich.models, ai_enrich.system_prompt,
-                                                   ai_enrich.max_tokens, ai_enrich.temperature, 'null')
-                   WITH ORDINALITY AS b(key, response, call_id, attempts, error, n);
+              FROM @extschema@.ai_chat_batch(prompts, ai_enrich.models, ai_enrich.system_prompt,
+                                             ai_enrich.max_tokens, ai_enrich.temperature,
+                                             'null'::pg_catalog.text, NULL::pg_catalog.bool)
+                   WITH ORDINALITY AS b(ord, response, call_id, attempts, error, n);
 
             EXECUTE update_sql USING row_ids, answers;
             GET DIAGNOSTICS n_filled = ROW_COUNT;
