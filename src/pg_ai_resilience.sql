@@ -524,7 +524,7 @@ BEGIN
     lines := lines || ARRAY['', 'settings (the current ones of this session, not necessarily those of the call):'];
     FOREACH s IN ARRAY settings LOOP
         lines := lines || format('  ai_resilience.%s = %s', s,
-                                 coalesce(current_setting('ai_resilience.' || s, true), '(not set)'));
+                                 coalesce(pg_catalog.current_setting('ai_resilience.' || s, true), '(not set)'));
     END LOOP;
     RETURN array_to_string(lines, E'\n') || E'\n';
 END;
